@@ -11,14 +11,13 @@ than the milliseconds, and rerun on a quiet machine before quoting numbers.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 import warnings
 
 import torch
 from torch import nn
 
 from qlearn import PerChannel, PerGroup, QuantLinear, kernels, model_size_bytes
+from qlearn.timing import median_ms
 
 # the issue's targets on a 2-core laptop: time or bytes as a fraction of float32
 TARGETS = {("int4 g128", 1): 0.25, ("int8", 1): 0.6, ("W8A8", 64): 0.35}
@@ -49,22 +48,6 @@ def contenders(linear: nn.Linear, with_naive: bool) -> dict[str, nn.Module]:
     return out
 
 
-@torch.no_grad()
-def time_all(modules: dict[str, nn.Module], x: torch.Tensor, rounds: int, budget_s: float) -> dict[str, float]:
-    """Median milliseconds per call, contenders interleaved; a slow one stops after `budget_s` in total."""
-    for m in modules.values():  # warm up: builds kernel caches, first-call allocations
-        m(x)
-    times = {name: [] for name in modules}
-    for _ in range(rounds):
-        for name, m in modules.items():
-            if sum(times[name]) > budget_s and times[name]:
-                continue
-            start = time.perf_counter()
-            m(x)
-            times[name].append(time.perf_counter() - start)
-    return {name: 1e3 * statistics.median(t) for name, t in times.items()}
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=4096, help="in = out features (default 4096)")
@@ -84,7 +67,7 @@ def main():
     for batch in args.batches:
         x = torch.randn(batch, args.size)
         modules = contenders(linear, with_naive=batch == 1)
-        ms = time_all(modules, x, args.rounds, budget_s=3.0)
+        ms = median_ms(modules, x, args.rounds, budget_s=3.0)
         fp32 = ms["fp32 nn.Linear"]
         print(f"\nbatch {batch}: time ratio (lower is faster; fp32 = {fp32:.2f} ms here)")
         print(f"{'':16s} {'path':>10s} {'x fp32':>8s} {'x quanto':>9s}  target")
