@@ -1,4 +1,4 @@
-"""Checks for the exercises of notebook 05 (quantized inference). Each prints right or wrong and returns a bool."""
+"""Exercises of notebook 05 (quantized inference)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from .. import packing
 from ..granularity import PerGroup
 from ..nn import QuantLinear
 from ..quantize_model import model_size_bytes
+from ._feedback import Feedback, right, wrong
 
 
-def _report(ok: bool, right: str, wrong: str) -> bool:
-    print(("Right: " + right) if ok else ("Not yet: " + wrong))
-    return ok
+def _report(ok: bool, if_right: str, if_wrong: str) -> Feedback:
+    return right(if_right) if ok else wrong(if_wrong)
 
 
-def check_int4_bytes(answer) -> bool:
+def check_int4_bytes(answer) -> Feedback:
     """Exercise 1: bytes of a 4096 x 4096 QuantLinear, 4 bits, PerGroup(128), asymmetric, no bias."""
     layer = QuantLinear(4096, 4096, bits=4, granularity=PerGroup(128), symmetric=False, bias=False, device="meta")
     expected = model_size_bytes(layer)
@@ -27,7 +27,7 @@ def check_int4_bytes(answer) -> bool:
                    "and one zero point (1 byte) per group.")
 
 
-def check_pack_pair(pack_pair) -> bool:
+def check_pack_pair(pack_pair) -> Feedback:
     """Exercise 2: pack_pair(q0, q1) -> the byte (int 0..255) holding two signed 4-bit codes, q0 in the low nibble."""
     if not callable(pack_pair):
         return _report(False, "", "pass your function itself: check_pack_pair(pack_pair)")
@@ -44,7 +44,7 @@ def check_pack_pair(pack_pair) -> bool:
     return _report(True, "all 256 pairs match qlearn.packing.pack.", "")
 
 
-def check_naive_traffic(answer) -> bool:
+def check_naive_traffic(answer) -> Feedback:
     """Exercise 3: bytes the naive int8 path moves for a 4096 x 4096 weight at batch 1 (ignore X and Y)."""
     n = 4096 * 4096
     expected = n * (1 + 4 + 4)  # read int8 codes, write float32 W_hat, read W_hat again in the matmul
