@@ -11,8 +11,10 @@ from ..primitives import choose_qparams, fake_quantize
 
 
 def plot_group_reconstruction(W: torch.Tensor, bits: int, group_size: int, symmetric: bool = False,
-                              n: int = 192, ax=None):
-    """The first `n` weights of row 0 of W and their `bits`-bit reconstruction with PerGroup(group_size).
+                              n: int = 96, ax=None):
+    """The first `n` weights of row 0 of W (dots) and their `bits`-bit reconstruction with PerGroup(group_size).
+
+    The reconstructed values can only sit on the 2^bits levels of their group, drawn as faint lines.
 
     Shapes: W (out, in), in % group_size == 0. Returns the figure.
     """
@@ -21,10 +23,15 @@ def plot_group_reconstruction(W: torch.Tensor, bits: int, group_size: int, symme
     row, row_hat = W[0, :n], W_hat[0, :n]
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 3))
-    ax.plot(row.numpy(), lw=0.8, label="float32")
-    ax.step(range(len(row_hat)), row_hat.numpy(), where="mid", lw=0.9, label=f"int{bits}, groups of {group_size}")
-    for start in range(0, n, group_size):
-        ax.axvline(start, color="grey", lw=0.5, ls=":")
+    scale, zero_point = qp.scale[0, :, 0], qp.zero_point[0, :, 0]  # (in / g,) for row 0
+    for k, start in enumerate(range(0, len(row), group_size)):
+        stop = min(start + group_size, len(row))
+        if bits <= 4:  # draw the grid of levels this group can represent
+            levels = scale[k] * (torch.arange(qp.qmin, qp.qmax + 1) - zero_point[k])  # (2^bits,)
+            ax.hlines(levels.numpy(), start - 0.5, stop - 0.5, color="grey", lw=0.4, alpha=0.5)
+        ax.axvline(start - 0.5, color="black", lw=0.6, ls=":")
+    ax.plot(row.numpy(), "o", ms=3, label="float32")
+    ax.plot(row_hat.numpy(), "x", ms=4, label=f"int{bits}, groups of {group_size}")
     ax.set_xlabel("input index (row 0)")
     ax.set_ylabel("weight")
     ax.set_title(f"{bits} bits, group {group_size}: SQNR of the whole matrix {metrics.sqnr_db(W, W_hat):.1f} dB")
