@@ -26,7 +26,7 @@ from torch import nn
 
 from . import kernels, packing
 from ._validate import check_bits, check_bool
-from .granularity import PerChannel, PerGroup, PerTensor, PerToken, check_granularity
+from .granularity import PerChannel, PerToken, check_granularity
 from .primitives import QParams, choose_qparams, dequantize, fake_quantize, quantize, qrange
 
 KERNELS = ("auto", "reference")
@@ -188,37 +188,9 @@ class QuantLinear(nn.Module):
         self._cache = None  # new codes invalidate the fast kernel's copy
         super()._load_from_state_dict(*args, **kwargs)
 
-    def config(self) -> dict:
-        """The constructor arguments as plain JSON-able values (used by `serialize.py`)."""
-        return {"in_features": self.in_features, "out_features": self.out_features, "bits": self.bits,
-                "granularity": granularity_to_dict(self.granularity), "symmetric": self.symmetric,
-                "bias": self.bias is not None, "activations": self.activations,
-                "dtype": str(self.dtype).removeprefix("torch.")}
-
     def extra_repr(self) -> str:
         act = "float" if self.activations is None else f"int{self.activations} per token"
         return (f"in_features={self.in_features}, out_features={self.out_features}, bits={self.bits}, "
                 f"granularity={self.granularity}, symmetric={self.symmetric}, activations={act}, "
                 f"bias={self.bias is not None}, kernel={self.kernel!r}")
 
-
-def granularity_to_dict(granularity) -> dict:
-    """{"type": "PerGroup", "group_size": 128}-style description of a weight granularity."""
-    if isinstance(granularity, PerGroup):
-        return {"type": "PerGroup", "group_size": granularity.group_size}
-    if isinstance(granularity, PerChannel):
-        return {"type": "PerChannel", "axis": granularity.axis}
-    if isinstance(granularity, PerTensor):
-        return {"type": "PerTensor"}
-    raise ValueError(f"cannot describe granularity {granularity!r}")
-
-
-def granularity_from_dict(d: dict):
-    """Inverse of `granularity_to_dict` (only the three weight granularities, no eval)."""
-    if not isinstance(d, dict) or d.get("type") not in ("PerGroup", "PerChannel", "PerTensor"):
-        raise ValueError(f"not a weight granularity description: {d!r}")
-    if d["type"] == "PerGroup":
-        return PerGroup(d["group_size"])
-    if d["type"] == "PerChannel":
-        return PerChannel(d["axis"])
-    return PerTensor()

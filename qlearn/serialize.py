@@ -20,9 +20,38 @@ import os
 import torch
 from torch import nn
 
-from .nn import QuantLinear, granularity_from_dict
+from .granularity import PerChannel, PerGroup, PerTensor
+from .nn import QuantLinear
 
 FORMAT = "qlearn-quantized/1"
+
+
+def layer_config(layer: QuantLinear) -> dict:
+    """A QuantLinear's constructor arguments as plain JSON-able values."""
+    return {"in_features": layer.in_features, "out_features": layer.out_features, "bits": layer.bits,
+            "granularity": granularity_to_dict(layer.granularity), "symmetric": layer.symmetric,
+            "bias": layer.bias is not None, "activations": layer.activations,
+            "dtype": str(layer.dtype).removeprefix("torch.")}
+def granularity_to_dict(granularity) -> dict:
+    """{"type": "PerGroup", "group_size": 128}-style description of a weight granularity."""
+    if isinstance(granularity, PerGroup):
+        return {"type": "PerGroup", "group_size": granularity.group_size}
+    if isinstance(granularity, PerChannel):
+        return {"type": "PerChannel", "axis": granularity.axis}
+    if isinstance(granularity, PerTensor):
+        return {"type": "PerTensor"}
+    raise ValueError(f"cannot describe granularity {granularity!r}")
+
+
+def granularity_from_dict(d: dict):
+    """Inverse of `granularity_to_dict` (only the three weight granularities, no eval)."""
+    if not isinstance(d, dict) or d.get("type") not in ("PerGroup", "PerChannel", "PerTensor"):
+        raise ValueError(f"not a weight granularity description: {d!r}")
+    if d["type"] == "PerGroup":
+        return PerGroup(d["group_size"])
+    if d["type"] == "PerChannel":
+        return PerChannel(d["axis"])
+    return PerTensor()
 
 
 def _named_tensors(model: nn.Module):
@@ -50,7 +79,7 @@ def save_quantized(model: nn.Module, path) -> None:
             continue
         first[id(t)] = name
         tensors[name] = t.detach().cpu().contiguous()
-    layers = {name: m.config() for name, m in model.named_modules() if isinstance(m, QuantLinear)}
+    layers = {name: layer_config(m) for name, m in model.named_modules() if isinstance(m, QuantLinear)}
     metadata = {"format": FORMAT, "quant_layers": json.dumps(layers), "aliases": json.dumps(aliases)}
     save_file(tensors, str(path), metadata=metadata)
 
