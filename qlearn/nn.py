@@ -160,6 +160,14 @@ class QuantLinear(nn.Module):
         return QParams(self.scale, self.zero_point.to(torch.int32), self.bits, self.symmetric, qmin, qmax,
                        self.granularity, self.dtype)
 
+    @property
+    def weight(self) -> torch.Tensor:
+        """W_hat as a float tensor, for code that reads `layer.weight` (Hugging Face's T5 checks its dtype).
+
+        It dequantizes on every access; `forward` never uses it.
+        """
+        return self.dequantized_weight()
+
     def dequantized_weight(self) -> torch.Tensor:
         """W_hat = scale * (W_q - zero_point), shape (out, in), in the original weight dtype."""
         return dequantize(self.codes(), self.qparams())

@@ -126,3 +126,18 @@ def test_model_size_counts_optimum_quanto_weights_as_int8():
 def test_model_size_rejects_non_modules():
     with pytest.raises(TypeError):
         model_size_bytes(torch.zeros(3))
+
+
+def test_hugging_face_t5_generates_after_quantization():
+    """A tiny random T5 (built from a config, nothing downloaded): T5 reads `.weight` of its layers."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(0)
+    config = T5Config(vocab_size=64, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=4,
+                      decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+    model = T5ForConditionalGeneration(config).eval()
+    report = quantize_model(model, bits=8, exclude=("lm_head",))
+    assert "lm_head" not in report.replaced and isinstance(model.lm_head, nn.Linear)
+    assert any(name.endswith("DenseReluDense.wo") for name in report.replaced)
+    out = model.generate(torch.tensor([[5, 6, 7, 1]]), max_new_tokens=4, do_sample=False)
+    assert out.shape[0] == 1 and out.shape[1] <= 5
