@@ -14,10 +14,11 @@ a Linear layer is limited by memory bandwidth, so fewer bytes read means less ti
                0..15 as well, so they run on the same kernel (they are stored packed 4 / byte).
     int8_cpu   bits 5..8, PerChannel(0), symmetric, float activations, CPU
                torch.ops.aten._weight_int8pack_mm (computes in bfloat16)
-    w8a8       activations=8, bits 5..8, PerChannel(0), symmetric:
-               X_q = per-token int8 codes (qlearn.quantize), Y = (X_q @ W_q^T) * s_x * s_w^T + b
+    w8a8       activations=2..8 (8 is W8A8), bits 5..8, PerChannel(0), symmetric:
+               X_q = per-token codes (qlearn.quantize), Y = (X_q @ W_q^T) * s_x * s_w^T + b
                integer matmul by torch._int_mm on CUDA and on CPUs with VNNI; on other x86
-               CPUs by fbgemm's int8 GEMM (see `_w8a8_fbgemm`).
+               CPUs by fbgemm's int8 GEMM (see `_w8a8_fbgemm`: one pass for activations of at
+               most 7 bits, two passes for 8 bits).
 
 Tolerances against the reference (checked in tests/test_kernels.py): the bfloat16 paths round
 activations and scales to 8 significant bits, so their relative error is about 1e-2; w8a8
@@ -109,7 +110,7 @@ def _fbgemm_available() -> bool:
 
 
 def _w8a8_applies(layer, x) -> bool:
-    if not (layer.activations == 8 and layer.bits > 4 and layer.symmetric and _per_channel(layer)
+    if not (layer.activations is not None and layer.bits > 4 and layer.symmetric and _per_channel(layer)
             and _float_input(x)):
         return False
     if x.device.type == "cuda":
@@ -128,15 +129,19 @@ def _fbgemm_layout(layer):
         return torch.ops.quantized.linear_prepack(W_q, None)
 
 
-def _w8a8_fbgemm(layer, X_q):
+def _w8a8_fbgemm(layer, X_q, act_bits: int = 8):
     """(X_q @ W_q^T) * s_w^T on fbgemm, exact in int32.
 
-    fbgemm multiplies uint8 activations by int8 weights and adds pairs of products in int16
-    on AVX2 CPUs, which saturates for activations above 127. So the signed codes are split
-    into two non-negative halves, X_q = P - N with P, N in 0..128, and both run as one batch:
-    (P @ W^T) - (N @ W^T), each pair sum at most 2 * 128 * 128 < 2^15.
+    fbgemm multiplies uint8 activations u by int8 weights and adds pairs of products in int16
+    on AVX2 CPUs, which saturates when u goes above 128 (2 * 255 * 127 > 2^15 - 1).
+    Codes of at most 7 bits fit after an offset: u = X_q + 64 in 0..127 with zero point 64,
+    one pass. 8-bit codes are split into two non-negative halves, X_q = P - N with P, N in
+    0..128, run as one batch of twice the rows: (P @ W^T) - (N @ W^T), which costs two passes.
     """
     packed = _cached(layer, "w8a8_fbgemm", X_q.device, lambda: _fbgemm_layout(layer))
+    if act_bits <= 7:
+        offset = 2 ** (act_bits - 1)  # fbgemm stores u = X_q + offset in 0 .. 2^bits - 1 <= 127
+        return torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(X_q.float(), 1.0, offset, packed)
     tokens = X_q.shape[0]
     halves = torch.cat([X_q.clamp(min=0), (-X_q.to(torch.int16)).clamp(min=0)]).float()  # (2 tokens, in)
     Y = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(halves, 1.0, 0, packed)  # (2t, out)
@@ -145,13 +150,13 @@ def _w8a8_fbgemm(layer, X_q):
 
 def _w8a8_forward(layer, x):
     x2 = x.reshape(-1, layer.in_features).float()  # (tokens, in)
-    qp = choose_qparams(x2, bits=8, symmetric=True, granularity=PerToken())  # scale (tokens, 1)
-    X_q = quantize(x2, qp)  # (tokens, in) int8
+    qp = choose_qparams(x2, bits=layer.activations, symmetric=True, granularity=PerToken())  # scale (tokens, 1)
+    X_q = quantize(x2, qp)  # (tokens, in) int8 codes of `activations` bits
     if _int_mm_fast(x):
         W_t = _cached(layer, "w8a8_int_mm", x.device, lambda: layer.weight_q.t())  # (in, out)
         Y = torch._int_mm(X_q, W_t).float() * layer.scale.reshape(1, -1)  # (tokens, out)
     else:
-        Y = _w8a8_fbgemm(layer, X_q)
+        Y = _w8a8_fbgemm(layer, X_q, layer.activations)
     return _finish(layer, Y * qp.scale, x)
 
 

@@ -27,11 +27,13 @@ FAST = [
     ("int4_cpu", dict(bits=3, granularity=PerGroup(256), symmetric=False), BF16_TOL),
     ("int8_cpu", dict(bits=8, granularity=PerChannel(0)), BF16_TOL),
     ("w8a8", dict(bits=8, granularity=PerChannel(0), activations=8), W8A8_TOL),
+    ("w8a8", dict(bits=8, granularity=PerChannel(0), activations=7), W8A8_TOL),
+    ("w8a8", dict(bits=6, granularity=PerChannel(0), activations=4), W8A8_TOL),
 ]
 
 
 @pytest.mark.parametrize("tokens", [1, 3, 64], ids=lambda t: f"tokens{t}")
-@pytest.mark.parametrize("name,kwargs,tol", FAST, ids=[f"{n}-{k['bits']}bit-{k['granularity']}" for n, k, _ in FAST])
+@pytest.mark.parametrize("name,kwargs,tol", FAST, ids=[f"{n}-{k['bits']}bit-{k['granularity']}-a{k.get('activations')}" for n, k, _ in FAST])
 def test_fast_path_matches_reference(name, kwargs, tol, tokens):
     lin = _linear()
     fast = QuantLinear.from_linear(lin, kernel="auto", **kwargs)
@@ -88,19 +90,20 @@ def test_new_weights_rebuild_the_kernel_cache():
 
 @pytest.mark.skipif(kernels._int_mm_fast(torch.zeros(1)) or not kernels._fbgemm_available(),
                     reason="the fbgemm path runs only on x86 CPUs without VNNI")
-def test_fbgemm_w8a8_is_exact_even_at_saturating_codes():
-    """Oracle: an int64 matmul. Codes of +-127 everywhere would saturate fbgemm's int16 pair sums unsplit."""
+@pytest.mark.parametrize("act_bits", [8, 7], ids=["a8-two-passes", "a7-one-pass"])
+def test_fbgemm_w8a8_is_exact_even_at_saturating_codes(act_bits):
+    """Oracle: an int64 matmul. Codes at the ends of the range would saturate fbgemm's int16 pair sums."""
     torch.manual_seed(0)
     out_features, in_features = 32, 512
+    a_min, a_max = qrange(act_bits)
     W_q = torch.randint(-127, 128, (out_features, in_features), dtype=torch.int8)
-    W_q[0] = 127
-    X_q = torch.randint(-127, 128, (4, in_features), dtype=torch.int8)
-    X_q[0] = 127
-    X_q[1] = -127
-    layer = QuantLinear(in_features, out_features, bits=8, activations=8, bias=False)
+    W_q[0], W_q[1] = 127, -127
+    X_q = torch.randint(a_min, a_max + 1, (4, in_features), dtype=torch.int8)
+    X_q[0], X_q[1] = a_max, a_min
+    layer = QuantLinear(in_features, out_features, bits=8, activations=act_bits, bias=False)
     qmin, qmax = qrange(8)
     ones = QParams(torch.ones(out_features, 1), torch.zeros(out_features, 1, dtype=torch.int32), 8, True,
                    qmin, qmax, PerChannel(0))
     layer.set_weight(W_q, ones)
     exact = X_q.long() @ W_q.long().T  # (4, out)
-    assert torch.equal(kernels._w8a8_fbgemm(layer, X_q), exact.float())
+    assert torch.equal(kernels._w8a8_fbgemm(layer, X_q, act_bits), exact.float())

@@ -30,9 +30,19 @@ def test_budget_stops_a_slow_contender_early():
 
 
 @pytest.mark.parametrize("kwargs,err", [({"modules": {}}, TypeError), ({"rounds": 0}, ValueError),
-                                        ({"budget_s": -1}, ValueError), ({"x": [1.0]}, TypeError)],
-                         ids=["no-modules", "rounds-0", "negative-budget", "x-list"])
+                                        ({"budget_s": -1}, ValueError), ({"x": [1.0]}, TypeError),
+                                        ({"statistic": "mean"}, ValueError)],
+                         ids=["no-modules", "rounds-0", "negative-budget", "x-list", "statistic-mean"])
 def test_bad_input(kwargs, err):
     args = {"modules": {"id": nn.Identity()}, "x": torch.zeros(1), **kwargs}
     with pytest.raises(err):
         median_ms(**args)
+
+
+def test_min_is_never_above_median():
+    modules = {"a": nn.Linear(64, 64), "b": nn.Identity()}
+    x = torch.randn(4, 64)
+    torch.manual_seed(0)
+    best, median = median_ms(modules, x, rounds=5, statistic="min"), median_ms(modules, x, rounds=5)
+    assert set(best) == set(median) == {"a", "b"}
+    assert all(v > 0 for v in best.values())
