@@ -43,7 +43,9 @@ def quantization_heatmaps(x: torch.Tensor, qparams: QParams, title: str | None =
         if max(x.shape) <= ANNOTATE_SIDE:
             for (i, j), v in zip(torch.cartesian_prod(torch.arange(x.shape[0]), torch.arange(x.shape[1])).tolist(),
                                  data.flatten().tolist()):
-                ax.text(j, i, fmt.format(int(v) if fmt == "{:d}" else v), ha="center", va="center", fontsize=7)
+                dark = abs(im.norm(v) - (0.0 if cmap == "Reds" else 0.5)) > (0.6 if cmap == "Reds" else 0.3)
+                ax.text(j, i, fmt.format(int(v) if fmt == "{:d}" else v), ha="center", va="center", fontsize=7,
+                        color="white" if dark else "black")
         ax.set_title(name)
         ax.set_xticks([])
         ax.set_yticks([])
