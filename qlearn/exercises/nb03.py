@@ -28,8 +28,9 @@ def _number(value, name):
 
 def check_scale_zero_point(scale, zero_point) -> None:
     """Exercise 1: the 8-bit asymmetric scale and zero point of X_EX, computed by hand."""
-    s, z = _number(scale, "scale"), _number(zero_point, "zero point")
-    if s is None or z is None:
+    s = _number(scale, "scale")
+    z = None if s is None else _number(zero_point, "zero point")
+    if z is None:
         return
     qp = choose_qparams(X_EX, 8, symmetric=False)
     s_ok = math.isclose(s, float(qp.scale), rel_tol=1e-3)
@@ -46,8 +47,9 @@ def check_scale_zero_point(scale, zero_point) -> None:
 
 def check_symmetric_code(scale, code) -> None:
     """Exercise 2: 4-bit symmetric (restricted) scale of X_EX and the code that 0.4 gets."""
-    s, c = _number(scale, "scale"), _number(code, "code")
-    if s is None or c is None:
+    s = _number(scale, "scale")
+    c = None if s is None else _number(code, "code")
+    if c is None:
         return
     qp = choose_qparams(X_EX, 4, symmetric=True)
     want = int(quantize(X_EX, qp)[3])
