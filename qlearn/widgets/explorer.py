@@ -71,9 +71,10 @@ def quantization_explorer(x: torch.Tensor | None = None, bits: int = 8, symmetri
         raise ValueError(f"source must be one of {', '.join(names)}, got {source!r}")
 
     bits_w = w.IntSlider(value=bits, min=2, max=8, step=1, description="bits", continuous_update=False)
+    style = {"button_width": "110px", "description_width": "80px"}
     scheme_w = w.ToggleButtons(options=["asymmetric", "symmetric"], value="symmetric" if symmetric else "asymmetric",
-                               description="scheme")
-    gran_w = w.ToggleButtons(options=list(GRANULARITIES), value=granularity, description="granularity")
+                               description="scheme", style=style)
+    gran_w = w.ToggleButtons(options=list(GRANULARITIES), value=granularity, description="granularity", style=style)
     group_w = w.Dropdown(options=list(GROUP_SIZES), value=group_size, description="group size",
                          disabled=granularity != "group")
     source_w = w.Dropdown(options=options, value=source, description="tensor", layout=w.Layout(width="420px"))
