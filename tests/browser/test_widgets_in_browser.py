@@ -1,0 +1,91 @@
+"""The widgets in a real browser: JupyterLab + chromium run a notebook, a key press moves a slider,
+and the readout and the plot image must change with no error anywhere.
+
+A plain pytest can only check the kernel side of a widget (tests/test_widgets*.py); this test
+checks the part a learner sees: that the frontend renders the views, that a key press reaches
+the kernel, and that the callback's new HTML and image come back to the page.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from .conftest import COLAB_KERNEL
+from .notebook_page import REDRAW_MS, NotebookPage
+
+DEMO_SOURCE = [
+    "import torch\n\nfrom qlearn.widgets import quantization_explorer\n\ntorch.manual_seed(0)\nx = torch.randn(256, 64)",
+    "import ipywidgets\n\nprint(ipywidgets.__version__)",
+    "quantization_explorer(x, title='randn(256, 64)')",
+]
+_BITS = re.compile(r"(\d+)-bit")
+
+
+def write_demo_notebook(folder: Path, kernel: str) -> str:
+    """A three-cell notebook showing quantization_explorer on a seeded tensor, for the given kernelspec."""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for src in DEMO_SOURCE])
+    nb.metadata["kernelspec"] = {"name": kernel, "display_name": kernel, "language": "python"}
+    name = f"widget_demo_{kernel}.ipynb"
+    nbformat.write(nb, folder / name)
+    return name
+
+
+def move_slider_and_check(nb: NotebookPage) -> None:
+    """Press an arrow key on the first bits slider; the readout and the plot must follow, without errors."""
+    page = nb.page
+    explorer = page.locator(".widget-vbox").filter(has=page.locator(".widget-slider")) \
+        .filter(has=page.locator(".widget-output img")).first
+    explorer.wait_for(state="visible", timeout=REDRAW_MS)
+    handle = explorer.locator(".widget-slider .noUi-handle, .widget-slider .ui-slider-handle").first
+    readout = explorer.locator(".widget-html").first
+    image = explorer.locator(".widget-output img").first
+    before_text, before_src = readout.inner_text(), image.get_attribute("src")
+    before_bits = int(_BITS.search(before_text).group(1))
+    slider_max = int(float(handle.get_attribute("aria-valuemax") or before_bits))
+    key, want_bits = ("ArrowRight", before_bits + 1) if before_bits < slider_max else ("ArrowLeft", before_bits - 1)
+
+    handle.focus()
+    page.keyboard.press(key)
+    # The Output widget replaces its <img> (clear_output(wait=True), then the new figure), so the
+    # predicate looks the elements up afresh each time. The image alone can change twice: wait for
+    # the readout, the image AND an idle kernel, so the assertions see the final frame.
+    explorer.evaluate("el => el.setAttribute('data-qlearn-test', 'explorer')")
+    page.wait_for_function(
+        """([text, src]) => {
+            const box = document.querySelector("[data-qlearn-test=explorer]");
+            const readout = box.querySelector(".widget-html"), image = box.querySelector(".widget-output img");
+            return readout && image && readout.innerText !== text && image.getAttribute("src") !== src;
+        }""", arg=[before_text, before_src], timeout=REDRAW_MS)
+    nb.wait_idle(REDRAW_MS)
+
+    after_text, after_src = readout.inner_text(), image.get_attribute("src")
+    assert f"{want_bits}-bit" in after_text, f"{key}: readout says {after_text!r}, wanted {want_bits} bits\n{nb.explain()}"
+    assert after_src and after_src.startswith("data:image/png") and after_src != before_src, nb.explain()
+    assert nb.errors() == [], nb.explain()
+    assert nb.widget_failures() == [], nb.explain()
+
+
+def run_notebook(page, lab, name: str) -> NotebookPage:
+    nb = NotebookPage(page, lab, name)
+    nb.open()
+    verdict = nb.run_all()
+    assert nb.errors() == [], nb.explain()
+    assert verdict == "true", f"Run All Cells ended with {verdict!r}\n{nb.explain()}"
+    assert nb.widget_failures() == [], nb.explain()
+    return nb
+
+
+@pytest.mark.parametrize("kernel", ["python3", COLAB_KERNEL], ids=["local-ipywidgets", "colab-ipywidgets-7.7"])
+def test_quantization_explorer_reacts_to_keyboard(page, lab, colab_python, kernel, tmp_path):
+    if kernel == COLAB_KERNEL and not colab_python:
+        pytest.skip("no Colab-pinned venv (run `make test-colab`, which sets QLEARN_COLAB_PYTHON)")
+    name = write_demo_notebook(lab.root_dir, kernel)
+    nb = run_notebook(page, lab, name)
+    try:
+        move_slider_and_check(nb)
+    finally:
+        page.screenshot(path=str(tmp_path / "after.png"), full_page=True)
