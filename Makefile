@@ -64,11 +64,11 @@ $(COLAB_STAMP): pyproject.toml requirements/colab.txt tests/colab/constraints.py
 
 install-colab: $(COLAB_STAMP)
 
-# Every notebook runs without error (nbval-lax) and the widget tests pass on Colab's ipywidgets 7.7.1,
-# then the browser test drives the widgets through a kernel of that venv.
+# On Colab's stack (ipywidgets 7.7.1, IPython 7.34, ...): every notebook runs without error (nbval-lax),
+# the widget tests and the setup-cell tests pass; then the browser test drives a kernel of that venv.
 test-colab: install-colab install chromium
-	$(COLAB_BIN)/python -m pytest tests/colab $(wildcard tests/test_widgets*.py) notebooks \
-		--nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+	QLEARN_COLAB_ENV=1 $(COLAB_BIN)/python -m pytest tests/colab tests/test_stamp_colab.py \
+		$(wildcard tests/test_widgets*.py) notebooks --nbval-lax --nbval-current-env
 	QLEARN_REQUIRE_BROWSER=1 QLEARN_COLAB_PYTHON=$(abspath $(COLAB_BIN)/python) \
 		$(BIN)/python -m pytest tests/browser -v -k colab
 

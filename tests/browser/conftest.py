@@ -2,7 +2,10 @@
 
 The test is skipped when chromium or Playwright is missing, unless QLEARN_REQUIRE_BROWSER=1
 (set by `make test` / `make test-browser`, which install chromium first): then it fails.
-QLEARN_COLAB_PYTHON=<python of the Colab-pinned venv> adds a kernel running Colab's widget stack.
+QLEARN_COLAB_PYTHON=<python of the Colab-pinned venv> adds a run on Colab's widget stack: that
+venv's classic Notebook 6.5 with the ipywidgets 7.7.1 frontend and kernel (JupyterLab 4's widget
+manager renders only ipywidgets 8 kernels: "Module @jupyter-widgets/controls, version ^1.5.0 is
+not registered").
 """
 
 from __future__ import annotations
@@ -13,13 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from .lab import LabServer, add_kernelspec
+from .lab import ClassicServer, LabServer
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("QLEARN_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
-COLAB_KERNEL = "qlearn-colab"
 PAGE_TIMEOUT_MS = 30_000
 
 
@@ -57,14 +59,25 @@ def colab_python():
     return python
 
 
+def _server_env() -> dict:
+    return {"PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
+
+
 @pytest.fixture(scope="session")
-def lab(tmp_path_factory, colab_python):
-    """A JupyterLab server on 127.0.0.1 serving an empty temp folder; stopped, kernels and all, afterwards."""
+def lab(tmp_path_factory):
+    """JupyterLab (this venv) on 127.0.0.1 serving an empty temp folder; stopped, kernels and all, afterwards."""
     root, home = tmp_path_factory.mktemp("lab-root"), tmp_path_factory.mktemp("lab-home")
-    if colab_python:
-        add_kernelspec(home, COLAB_KERNEL, colab_python, "Python 3 (Colab pins)")
-    pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
-    with LabServer(root, home, env={"PYTHONPATH": pythonpath}) as server:
+    with LabServer(root, home, env=_server_env()) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def classic_colab(tmp_path_factory, colab_python):
+    """The Colab-pinned venv's classic Notebook server (ipywidgets 7.7.1 frontend and kernel)."""
+    if not colab_python:
+        pytest.skip("no Colab-pinned venv (`make test-colab` sets QLEARN_COLAB_PYTHON)")
+    root, home = tmp_path_factory.mktemp("classic-root"), tmp_path_factory.mktemp("classic-home")
+    with ClassicServer(root, home, colab_python, env=_server_env()) as server:
         yield server
 
 

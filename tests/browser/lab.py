@@ -1,4 +1,5 @@
-"""A throwaway JupyterLab server for the browser test: 127.0.0.1, a free port, no token, all state in a temp dir.
+"""A throwaway Jupyter server for the browser test (JupyterLab, or the classic Notebook 6.5 that
+ships with Colab's ipywidgets 7.7.1 frontend): 127.0.0.1, a free port, no token, all state in a temp dir.
 
 Everything it writes (runtime files, settings, workspaces, kernelspecs) lives under `home`, so
 a run never reads or changes the user's Jupyter setup, and `stop()` always ends the server
@@ -62,15 +63,18 @@ class LabServer:
                     JUPYTER_RUNTIME_DIR=str(self.home / "runtime"), IPYTHONDIR=str(self.home / "ipython"),
                     JUPYTER_PLATFORM_DIRS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
 
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "jupyterlab", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}",
+                "--ServerApp.port_retries=0", "--IdentityProvider.token=", "--ServerApp.password=",
+                "--ServerApp.disable_check_xsrf=True", "--no-browser", f"--ServerApp.root_dir={self.root_dir}",
+                f"--LabApp.user_settings_dir={self.home / 'settings'}",
+                f"--LabApp.workspaces_dir={self.home / 'workspaces'}",
+                "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=None",
+                "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", "--ServerApp.terminals_enabled=False"]
+
     def start(self) -> "LabServer":
         env = self._prepare_home()
-        cmd = [sys.executable, "-m", "jupyterlab", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}",
-               "--ServerApp.port_retries=0", "--IdentityProvider.token=", "--ServerApp.password=",
-               "--ServerApp.disable_check_xsrf=True", "--no-browser", f"--ServerApp.root_dir={self.root_dir}",
-               f"--LabApp.user_settings_dir={self.home / 'settings'}",
-               f"--LabApp.workspaces_dir={self.home / 'workspaces'}",
-               "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=None",
-               "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", "--ServerApp.terminals_enabled=False"]
+        cmd = self.command()
         if os.geteuid() == 0:  # CI containers run as root; jupyter refuses that without the flag
             cmd.append("--allow-root")
         self._log = open(self.log_path, "wb")
@@ -146,3 +150,18 @@ class LabServer:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+class ClassicServer(LabServer):
+    """The classic `jupyter notebook` (6.5) of another venv, e.g. the Colab-pinned one: its widgetsnbextension
+    is the ipywidgets 7.7.1 frontend, which JupyterLab 4's widget manager (ipywidgets 8 only) cannot stand in for."""
+
+    def __init__(self, root_dir: Path, home: Path, python: str, env: dict | None = None):
+        super().__init__(root_dir, home, env)
+        self.python = python
+
+    def command(self) -> list[str]:
+        return [self.python, "-m", "notebook", "--NotebookApp.ip=127.0.0.1", f"--NotebookApp.port={self.port}",
+                "--NotebookApp.port_retries=0", "--NotebookApp.token=", "--NotebookApp.password=",
+                "--NotebookApp.disable_check_xsrf=True", "--no-browser", f"--NotebookApp.notebook_dir={self.root_dir}",
+                "--NotebookApp.terminals_enabled=False"]

@@ -1,5 +1,7 @@
-"""The widgets in a real browser: JupyterLab + chromium run a notebook, a key press moves a slider,
-and the readout and the plot image must change with no error anywhere.
+"""The widgets in a real browser: chromium runs a notebook, a key press moves a slider, and the
+readout and the plot image must change with no error anywhere. Two stacks: JupyterLab 4 with this
+venv's ipywidgets 8, and (under `make test-colab`) the Colab-pinned venv's ipywidgets 7.7.1 in its
+classic Notebook 6.5, the closest offline stand-in for Colab's own widget frontend.
 
 A plain pytest can only check the kernel side of a widget (tests/test_widgets*.py); this test
 checks the part a learner sees: that the frontend renders the views, that a key press reaches
@@ -14,8 +16,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from .conftest import COLAB_KERNEL
-from .notebook_page import REDRAW_MS, NotebookPage
+try:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+except ImportError:  # the `browser` fixture then skips (or fails under QLEARN_REQUIRE_BROWSER=1)
+    PlaywrightTimeoutError = TimeoutError
+
+from .notebook_page import CLASSIC, LAB, REDRAW_MS, NotebookPage
 
 DEMO_SOURCE = [
     "import torch\n\nfrom qlearn.widgets import quantization_explorer\n\ntorch.manual_seed(0)\nx = torch.randn(256, 64)",
@@ -23,13 +29,16 @@ DEMO_SOURCE = [
     "quantization_explorer(x, title='randn(256, 64)')",
 ]
 _BITS = re.compile(r"(\d+)-bit")
+# The same parts in ipywidgets 8 (JupyterLab) and 7 (classic notebook) views.
+SLIDER_HANDLE = ".widget-slider .noUi-handle, .widget-slider .ui-slider-handle"
+OUTPUT_IMAGE = ".widget-output img, .jupyter-widgets-output-area img"
 
 
-def write_demo_notebook(folder: Path, kernel: str) -> str:
-    """A three-cell notebook showing quantization_explorer on a seeded tensor, for the given kernelspec."""
+def write_demo_notebook(folder: Path) -> str:
+    """A three-cell notebook showing quantization_explorer on a seeded tensor (the server's own python3 kernel)."""
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for src in DEMO_SOURCE])
-    nb.metadata["kernelspec"] = {"name": kernel, "display_name": kernel, "language": "python"}
-    name = f"widget_demo_{kernel}.ipynb"
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    name = "widget_demo.ipynb"
     nbformat.write(nb, folder / name)
     return name
 
@@ -37,12 +46,15 @@ def write_demo_notebook(folder: Path, kernel: str) -> str:
 def move_slider_and_check(nb: NotebookPage) -> None:
     """Press an arrow key on the first bits slider; the readout and the plot must follow, without errors."""
     page = nb.page
-    explorer = page.locator(".widget-vbox").filter(has=page.locator(".widget-slider")) \
-        .filter(has=page.locator(".widget-output img")).first
-    explorer.wait_for(state="visible", timeout=REDRAW_MS)
-    handle = explorer.locator(".widget-slider .noUi-handle, .widget-slider .ui-slider-handle").first
+    explorer = nb.panel.locator(".widget-vbox").filter(has=page.locator(".widget-slider")) \
+        .filter(has=page.locator(OUTPUT_IMAGE)).first
+    try:
+        explorer.wait_for(state="visible", timeout=REDRAW_MS)
+    except PlaywrightTimeoutError:
+        pytest.fail(f"no widget with a slider and a plot was rendered\n{nb.explain()}")
+    handle = explorer.locator(SLIDER_HANDLE).first
     readout = explorer.locator(".widget-html").first
-    image = explorer.locator(".widget-output img").first
+    image = explorer.locator(OUTPUT_IMAGE).first
     before_text, before_src = readout.inner_text(), image.get_attribute("src")
     before_bits = int(_BITS.search(before_text).group(1))
     slider_max = int(float(handle.get_attribute("aria-valuemax") or before_bits))
@@ -55,11 +67,11 @@ def move_slider_and_check(nb: NotebookPage) -> None:
     # the readout, the image AND an idle kernel, so the assertions see the final frame.
     explorer.evaluate("el => el.setAttribute('data-qlearn-test', 'explorer')")
     page.wait_for_function(
-        """([text, src]) => {
+        """([text, src, imageSelector]) => {
             const box = document.querySelector("[data-qlearn-test=explorer]");
-            const readout = box.querySelector(".widget-html"), image = box.querySelector(".widget-output img");
+            const readout = box.querySelector(".widget-html"), image = box.querySelector(imageSelector);
             return readout && image && readout.innerText !== text && image.getAttribute("src") !== src;
-        }""", arg=[before_text, before_src], timeout=REDRAW_MS)
+        }""", arg=[before_text, before_src, OUTPUT_IMAGE], timeout=REDRAW_MS)
     nb.wait_idle(REDRAW_MS)
 
     after_text, after_src = readout.inner_text(), image.get_attribute("src")
@@ -69,8 +81,8 @@ def move_slider_and_check(nb: NotebookPage) -> None:
     assert nb.widget_failures() == [], nb.explain()
 
 
-def run_notebook(page, lab, name: str) -> NotebookPage:
-    nb = NotebookPage(page, lab, name)
+def run_notebook(page, server, name: str, frontend) -> NotebookPage:
+    nb = NotebookPage(page, server, name, frontend)
     nb.open()
     verdict = nb.run_all()
     assert nb.errors() == [], nb.explain()
@@ -79,12 +91,14 @@ def run_notebook(page, lab, name: str) -> NotebookPage:
     return nb
 
 
-@pytest.mark.parametrize("kernel", ["python3", COLAB_KERNEL], ids=["local-ipywidgets", "colab-ipywidgets-7.7"])
-def test_quantization_explorer_reacts_to_keyboard(page, lab, colab_python, kernel, tmp_path):
-    if kernel == COLAB_KERNEL and not colab_python:
-        pytest.skip("no Colab-pinned venv (run `make test-colab`, which sets QLEARN_COLAB_PYTHON)")
-    name = write_demo_notebook(lab.root_dir, kernel)
-    nb = run_notebook(page, lab, name)
+@pytest.mark.parametrize("server_fixture,frontend,widgets_major", [("lab", LAB, None), ("classic_colab", CLASSIC, "7.7.")],
+                         ids=["jupyterlab-local", "colab-ipywidgets-7.7"])
+def test_quantization_explorer_reacts_to_keyboard(page, request, server_fixture, frontend, widgets_major, tmp_path):
+    server = request.getfixturevalue(server_fixture)
+    name = write_demo_notebook(server.root_dir)
+    nb = run_notebook(page, server, name, frontend)
+    version = nb.stdout(1).strip()
+    assert version.startswith(widgets_major) if widgets_major else version[:1].isdigit(), version
     try:
         move_slider_and_check(nb)
     finally:
