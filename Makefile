@@ -21,7 +21,7 @@ SUDO := $(shell test "$$(id -u)" -eq 0 || echo sudo)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[pinned,dev,browser]"
+	$(BIN)/python -m pip install --quiet -e ".[pinned,dev]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -71,7 +71,7 @@ install-colab: $(COLAB_STAMP)
 # the widget tests and the setup-cell tests pass; then the browser test drives a kernel of that venv.
 test-colab: install-colab install chromium
 	QLEARN_COLAB_ENV=1 $(COLAB_BIN)/python -m pytest tests/colab tests/test_stamp_colab.py \
-		$(wildcard tests/test_widgets*.py) notebooks --nbval-lax --nbval-current-env
+		$(wildcard tests/test_widget*.py) notebooks --nbval-lax --nbval-current-env
 	QLEARN_REQUIRE_BROWSER=1 QLEARN_COLAB_PYTHON=$(abspath $(COLAB_BIN)/python) \
 		$(BIN)/python -m pytest tests/browser -v -k colab
 

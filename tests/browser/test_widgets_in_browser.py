@@ -23,6 +23,8 @@ except ImportError:  # the `browser` fixture then skips (or fails under QLEARN_R
 
 from .notebook_page import CLASSIC, LAB, REDRAW_MS, NotebookPage
 
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+COURSE_NOTEBOOK = "02_linear_quantization.ipynb"  # its quantization_explorer on a MiniLM weight
 DEMO_SOURCE = [
     "import torch\n\nfrom qlearn.widgets import quantization_explorer\n\ntorch.manual_seed(0)\nx = torch.randn(256, 64)",
     "import ipywidgets\n\nprint(ipywidgets.__version__)",
@@ -60,18 +62,22 @@ def move_slider_and_check(nb: NotebookPage) -> None:
     slider_max = int(float(handle.get_attribute("aria-valuemax") or before_bits))
     key, want_bits = ("ArrowRight", before_bits + 1) if before_bits < slider_max else ("ArrowLeft", before_bits - 1)
 
-    handle.focus()
-    page.keyboard.press(key)
     # The Output widget replaces its <img> (clear_output(wait=True), then the new figure), so the
     # predicate looks the elements up afresh each time. The image alone can change twice: wait for
     # the readout, the image AND an idle kernel, so the assertions see the final frame.
     explorer.evaluate("el => el.setAttribute('data-qlearn-test', 'explorer')")
-    page.wait_for_function(
-        """([text, src, imageSelector]) => {
-            const box = document.querySelector("[data-qlearn-test=explorer]");
-            const readout = box.querySelector(".widget-html"), image = box.querySelector(imageSelector);
-            return readout && image && readout.innerText !== text && image.getAttribute("src") !== src;
-        }""", arg=[before_text, before_src, OUTPUT_IMAGE], timeout=REDRAW_MS)
+    handle.focus()
+    page.keyboard.press(key)
+    try:
+        page.wait_for_function(
+            """([text, src, imageSelector]) => {
+                const box = document.querySelector("[data-qlearn-test=explorer]");
+                const readout = box.querySelector(".widget-html"), image = box.querySelector(imageSelector);
+                return readout && image && readout.innerText !== text && image.getAttribute("src") !== src;
+            }""", arg=[before_text, before_src, OUTPUT_IMAGE], timeout=REDRAW_MS)
+    except PlaywrightTimeoutError:
+        pytest.fail(f"{key} on the bits slider did not redraw the readout and the plot within {REDRAW_MS} ms "
+                    f"(readout still {readout.inner_text()!r})\n{nb.explain()}")
     nb.wait_idle(REDRAW_MS)
 
     after_text, after_src = readout.inner_text(), image.get_attribute("src")
@@ -91,14 +97,33 @@ def run_notebook(page, server, name: str, frontend) -> NotebookPage:
     return nb
 
 
-@pytest.mark.parametrize("server_fixture,frontend,widgets_major", [("lab", LAB, None), ("classic_colab", CLASSIC, "7.7.")],
-                         ids=["jupyterlab-local", "colab-ipywidgets-7.7"])
-def test_quantization_explorer_reacts_to_keyboard(page, request, server_fixture, frontend, widgets_major, tmp_path):
+def copy_course_notebook(folder: Path, name: str) -> str:
+    """A course notebook, outputs cleared (stale widget views would only say 'model not found')."""
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    nbformat.write(nb, folder / name)
+    return name
+
+
+CASES = [
+    pytest.param("lab", LAB, None, COURSE_NOTEBOOK, id="jupyterlab-local-nb02"),
+    pytest.param("classic_colab", CLASSIC, "7.7.", None, id="colab-ipywidgets-7.7-demo"),
+]
+
+
+@pytest.mark.parametrize("server_fixture,frontend,widgets_version,notebook", CASES)
+def test_widget_reacts_to_keyboard(page, request, server_fixture, frontend, widgets_version, notebook, tmp_path):
     server = request.getfixturevalue(server_fixture)
-    name = write_demo_notebook(server.root_dir)
+    if notebook is None:
+        name = write_demo_notebook(server.root_dir)
+    else:
+        name = copy_course_notebook(server.root_dir, notebook)
     nb = run_notebook(page, server, name, frontend)
-    version = nb.stdout(1).strip()
-    assert version.startswith(widgets_major) if widgets_major else version[:1].isdigit(), version
+    if widgets_version:
+        version = nb.stdout(1).strip()  # the demo prints ipywidgets.__version__
+        assert version.startswith(widgets_version), f"the kernel runs ipywidgets {version}, not {widgets_version}x"
     try:
         move_slider_and_check(nb)
     finally:
