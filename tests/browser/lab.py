@@ -1,7 +1,7 @@
 """A throwaway Jupyter server for the browser test (JupyterLab, or the classic Notebook 6.5 that
 ships with Colab's ipywidgets 7.7.1 frontend): 127.0.0.1, a free port, no token, all state in a temp dir.
 
-Everything it writes (runtime files, settings, workspaces, kernelspecs) lives under `home`, so
+Everything it writes (runtime files, settings, workspaces) lives under `home`, so
 a run never reads or changes the user's Jupyter setup, and `stop()` always ends the server
 and the kernels it started.
 """
@@ -31,15 +31,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def add_kernelspec(home: Path, name: str, python: str, display_name: str) -> None:
-    """Register a kernel `name` that runs `python -m ipykernel_launcher` (only inside this server's data dir)."""
-    spec_dir = home / "data" / "kernels" / name
-    spec_dir.mkdir(parents=True, exist_ok=True)
-    spec = {"argv": [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            "display_name": display_name, "language": "python"}
-    (spec_dir / "kernel.json").write_text(json.dumps(spec))
 
 
 class LabServer:
@@ -74,21 +65,32 @@ class LabServer:
 
     def start(self) -> "LabServer":
         env = self._prepare_home()
-        cmd = self.command()
-        if os.geteuid() == 0:  # CI containers run as root; jupyter refuses that without the flag
-            cmd.append("--allow-root")
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(cmd, env=env, cwd=self.root_dir, stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        root = ["--allow-root"] if os.geteuid() == 0 else []  # CI containers run as root; jupyter needs the flag
+        for _ in range(3):  # another process may take the free port between free_port() and the bind
+            self._log = open(self.log_path, "wb")
+            cmd = self.command() + root
+            self.proc = subprocess.Popen(cmd, env=env, cwd=self.root_dir, stdout=self._log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+            if self._wait_ready():
+                return self
+            self._log.close()
+            if "already in use" not in self.log_tail():
+                break
+            self.port = free_port()
+            self.url = f"http://127.0.0.1:{self.port}"
+        raise RuntimeError(f"{cmd[2]} exited with code {self.proc.returncode}:\n{self.log_tail()}")
+
+    def _wait_ready(self) -> bool:
+        """True once this process answers on its port; False if it exited; TimeoutError after START_TIMEOUT_S."""
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"jupyter lab exited with code {self.proc.returncode}:\n{self.log_tail()}")
-            if self._get("/api/status") is not None:
-                return self
+                return False
+            if self._get("/api/status") is not None and f":{self.port}/" in self.log_tail(20_000):
+                return True
             time.sleep(0.25)
         self.stop()
-        raise TimeoutError(f"jupyter lab did not answer on {self.url} within {START_TIMEOUT_S} s:\n{self.log_tail()}")
+        raise TimeoutError(f"jupyter did not answer on {self.url} within {START_TIMEOUT_S} s:\n{self.log_tail()}")
 
     def _get(self, path: str):
         try:
