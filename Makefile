@@ -51,7 +51,7 @@ bench: install
 
 # Debian's chromium for the browser test (Playwright's own browser download is not used).
 chromium:
-	test -x $(CHROMIUM) || ($(SUDO) apt-get update && $(SUDO) apt-get install -y chromium)
+	test -x $(CHROMIUM) || ($(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 
 # JupyterLab + chromium: run a widget notebook, move a slider with the keyboard, check the redraw.
 test-browser: install chromium
