@@ -53,7 +53,7 @@ bench: install
 chromium:
 	test -x $(CHROMIUM) || ($(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 
-# JupyterLab + chromium: run a widget notebook, move a slider with the keyboard, check the redraw.
+# JupyterLab + chromium: run notebook 02, move its bits slider with the keyboard, check the redraw.
 test-browser: install chromium
 	QLEARN_REQUIRE_BROWSER=1 $(BIN)/python -m pytest tests/browser -v
 
@@ -68,7 +68,8 @@ $(COLAB_STAMP): pyproject.toml requirements/colab.txt tests/colab/constraints.py
 install-colab: $(COLAB_STAMP)
 
 # On Colab's stack (ipywidgets 7.7.1, IPython 7.34, ...): every notebook runs without error (nbval-lax),
-# the widget tests and the setup-cell tests pass; then the browser test drives a kernel of that venv.
+# the widget tests and the setup-cell tests pass; then the browser test drives that venv's classic
+# Notebook 6.5, whose widgetsnbextension is the ipywidgets 7.7.1 frontend (JupyterLab 4 renders only 8).
 test-colab: install-colab install chromium
 	QLEARN_COLAB_ENV=1 $(COLAB_BIN)/python -m pytest tests/colab tests/test_stamp_colab.py \
 		$(wildcard tests/test_widget*.py) notebooks --nbval-lax --nbval-current-env
