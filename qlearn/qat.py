@@ -174,14 +174,17 @@ def recalibrate(model: nn.Module) -> int:
     return len(layers)
 
 
-def convert(model: nn.Module) -> nn.Module:
+def convert(model: nn.Module, kernel: str = "reference") -> nn.Module:
     """A copy of `model` where each QATLinear is the real `QuantLinear` with the same QParams.
 
-    The integer layer stores int8 codes and the scale; with the reference kernel its output
-    equals the QATLinear's eval-mode output bit for bit.
+    The integer layer stores the codes (int8, or packed 2-/4-bit) and the scales; with
+    kernel="reference" its output equals the QATLinear's output bit for bit. kernel="auto" lets
+    QuantLinear pick a fused PyTorch kernel (faster where one fits, equal within float rounding).
     """
-    from .nn import QuantLinear
+    from .nn import KERNELS, QuantLinear
 
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
     layers = qat_layers(model)
     if not layers:
         raise ValueError("model has no QATLinear layers; call prepare_qat(model) first")
@@ -197,5 +200,5 @@ def convert(model: nn.Module) -> nn.Module:
                 linear.bias.copy_(layer.bias)
         _replace(qmodel, name, QuantLinear.from_linear(
             linear, bits=layer.bits, granularity=layer.granularity, symmetric=layer.symmetric,
-            qparams=layer.weight_qparams(), kernel="reference"))
+            qparams=layer.weight_qparams(), kernel=kernel))
     return qmodel

@@ -10,7 +10,8 @@ from torch import nn
 
 from qlearn import PerChannel, PerGroup, PerTensor, choose_qparams, digits, fake_quantize
 from qlearn.observers import make_observer
-from qlearn.qat import QATLinear, prepare_qat, qat_layers, recalibrate
+from qlearn import QuantLinear
+from qlearn.qat import QATLinear, convert, prepare_qat, qat_layers, recalibrate
 
 CONFIGS = [(8, True, PerChannel(0)), (4, False, PerChannel(0)), (3, True, PerGroup(8)), (2, False, PerTensor())]
 CONFIG_IDS = ["8bit_sym_channel", "4bit_asym_channel", "3bit_sym_group8", "2bit_asym_tensor"]
@@ -268,3 +269,38 @@ def test_torchao_dynamic_symmetric_scale_uses_half_the_range_as_denominator(bits
     assert bool((differ <= ties).all())  # only at ties
     step = ao_scale.expand(gran.to_blocks(lin.weight).shape).reshape(lin.weight.shape)
     torch.testing.assert_close((W_ours - W_ao).abs()[differ], step[differ])
+
+
+# --- convert to the real integer layer ----------------------------------------------------------------------
+
+CONVERT_CASES = [(*c, False) for c in CONFIGS] + [(*c, True) for c in CONFIGS if c[1]]  # LSQ: symmetric only
+CONVERT_IDS = [f"{i}_minmax" for i in CONFIG_IDS] + [f"{i}_lsq" for c, i in zip(CONFIGS, CONFIG_IDS) if c[1]]
+
+
+@pytest.mark.parametrize("bits, symmetric, gran, lsq", CONVERT_CASES, ids=CONVERT_IDS)
+def test_convert_gives_quant_linear_with_identical_outputs(bits, symmetric, gran, lsq):
+    model = nn.Sequential(linear(seed=8), nn.ReLU(), linear(seed=9, n_in=16, n_out=8))
+    qmodel = prepare_qat(model, bits=bits, symmetric=symmetric, granularity=gran, lsq=lsq)
+    opt = torch.optim.SGD(qmodel.parameters(), lr=0.05)
+    qmodel(x_in()).square().mean().backward()  # one training step, so the weights are not the originals
+    opt.step()
+    qmodel.eval()
+    imodel = convert(qmodel)
+    assert isinstance(imodel[0], QuantLinear) and isinstance(imodel[2], QuantLinear)
+    assert isinstance(qmodel[0], QATLinear)  # the QAT model is left as it was
+    x = x_in(n=7)
+    with torch.no_grad():
+        assert torch.equal(imodel(x), qmodel(x))
+    for name, layer in qat_layers(qmodel).items():
+        assert torch.equal(getattr(imodel, name).dequantized_weight(), layer.quantized_weight().detach())
+
+
+def test_convert_bad_inputs():
+    with pytest.raises(ValueError):
+        convert(digits.mlp(16))  # nothing prepared
+    with pytest.raises(ValueError):
+        convert(prepare_qat(digits.mlp(16)), kernel="fast")
+    from qlearn.observers import MinMaxObserver
+    qp = MinMaxObserver().observe(torch.rand(4, 64)).qparams()
+    with pytest.raises(ValueError):
+        convert(prepare_qat(digits.mlp(16), layers=["0"], act_qparams={"0": qp}))
