@@ -150,6 +150,13 @@ class _KeepsValues(Observer):
 
     def _update(self, rows):
         self.rows = torch.cat([self.rows, rows], dim=1) if self.batches else rows  # (n_blocks, all elements)
+        self._cached_range = None
+
+    def range(self):
+        if self.batches and getattr(self, "_cached_range", None) is not None:
+            return self._cached_range
+        self._cached_range = super().range()
+        return self._cached_range
 
 
 class PercentileObserver(_KeepsValues):

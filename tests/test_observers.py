@@ -11,6 +11,16 @@ from qlearn import PerChannel, PerGroup, PerTensor, PerToken, choose_qparams, fa
 from qlearn.observers import (MinMaxObserver, MovingAverageMinMaxObserver, MSEObserver, PercentileObserver,
                               make_observer, qparams_from_range)
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one thread avoids thread-pool overhead (large on a busy machine). Restored afterwards."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 GRANULARITIES = [PerTensor(), PerChannel(0), PerChannel(1), PerGroup(4), PerToken()]
 GRAN_IDS = ["per_tensor", "per_channel0", "per_channel1", "per_group4", "per_token"]
 

@@ -6,7 +6,7 @@ import torch
 
 from .. import metrics
 from ..observers import OBSERVERS, make_observer
-from ..primitives import QParams, fake_quantize
+from ..primitives import fake_quantize
 from ._feedback import Feedback, right, wrong
 
 
@@ -55,23 +55,18 @@ def check_observer_choice(x: torch.Tensor, bits: int, answer: str) -> Feedback:
                  "Hint: min-max lets the outliers set the step; measure each with metrics.mse.")
 
 
-def check_fake_quantize(fn, qparams: QParams) -> Feedback:
-    """Exercise 3: fn(W, scale, zero_point, qmin, qmax) -> the dequantized weights of the source notes'
-    loop, with the zero point added before clamping and the clamp that the notes leave out."""
-    if not callable(fn):
-        return wrong("pass your function itself")
-    W = torch.randn(8, 16, generator=torch.Generator().manual_seed(6)) * 0.1
-    W[0, 0] = 5.0  # far outside the range: must be clamped
-    try:
-        W_hat = fn(W, qparams.scale, qparams.zero_point, qparams.qmin, qparams.qmax)
-    except Exception as e:
-        return wrong(f"your function raised {type(e).__name__}: {e}")
-    expected = fake_quantize(W, qparams=qparams)
-    if not isinstance(W_hat, torch.Tensor) or W_hat.shape != W.shape:
-        return wrong("return a tensor of the same shape as W")
-    if torch.allclose(W_hat, expected, atol=1e-6):
-        return right("quantize -> clamp -> dequantize matches qlearn.fake_quantize.")
-    if torch.allclose(W_hat[1:], expected[1:], atol=1e-6):
-        return wrong("all right except the outlier W[0, 0]: clamp the codes to [qmin, qmax] before dequantizing")
-    return wrong("values differ. Hint: q = clamp(round(W / scale) + zero_point, qmin, qmax); "
-                 "W_hat = scale * (q - zero_point)")
+def check_lsq_init(W: torch.Tensor, bits: int, answer) -> Feedback:
+    """Exercise 3: LSQ's initial step size per output channel, s = 2 mean|W| / sqrt(qmax), shape (out, 1)."""
+    from ..granularity import PerChannel
+    from ..lsq import lsq_init_scale
+
+    if not isinstance(answer, torch.Tensor):
+        return wrong(f"answer with a tensor of shape {(W.shape[0], 1)}, got {type(answer).__name__}")
+    expected = lsq_init_scale(W, bits, PerChannel(0))
+    if answer.shape != expected.shape:
+        return wrong(f"shape {tuple(answer.shape)} should be {tuple(expected.shape)}: one step per output row "
+                     "(mean over dim=1 with keepdim=True)")
+    if torch.allclose(answer.detach().float(), expected, rtol=1e-5, atol=1e-8):
+        return right(f"the initial steps range from {float(expected.min()):.4f} to {float(expected.max()):.4f}.")
+    return wrong(f"values differ. Hint: qmax = 2**(bits - 1) - 1 = {2 ** (bits - 1) - 1} for {bits} bits; "
+                 "use the mean of |W| along each row")

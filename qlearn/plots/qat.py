@@ -59,12 +59,13 @@ def observer_ranges(x: torch.Tensor, bits: int = 4, symmetric: bool = False,
 
 
 def observer_ranges_plot(x: torch.Tensor, bits: int = 4, symmetric: bool = False,
-                         names=("minmax", "percentile", "mse"), title: str = "tensor"):
+                         names=("minmax", "percentile", "mse"), title: str = "tensor", ranges: dict | None = None):
     """Histogram of x (log counts) with each observer's [lo, hi] as vertical lines, MSE in the legend.
 
+    `ranges` (optional) is what `observer_ranges(x, bits, symmetric, names)` returned, to skip recomputing it.
     Shapes: x (...) (flattened) -> a Figure with one Axes.
     """
-    ranges = observer_ranges(x, bits, symmetric, names)
+    ranges = observer_ranges(x, bits, symmetric, names) if ranges is None else ranges
     fig, ax = plt.subplots(figsize=(7, 3.4))
     ax.hist(x.detach().float().flatten().cpu().numpy(), bins=200, color="lightgray", log=True)
     for (name, r), color in zip(ranges.items(), ("tab:red", "tab:blue", "tab:green", "tab:purple")):
@@ -87,13 +88,13 @@ def accuracy_vs_bits_plot(bits: list[int], curves: dict[str, list[float]], fp32:
     if not curves or any(len(v) != len(bits) for v in curves.values()):
         raise ValueError("curves must be a non-empty dict of lists, each as long as bits")
     fig, ax = plt.subplots(figsize=(6, 3.4))
+    pos = list(range(len(bits)))  # evenly spaced, in the order given
     for (label, acc), marker in zip(curves.items(), "osd^v"):
-        ax.plot(bits, acc, marker + "-", label=label)
+        ax.plot(pos, acc, marker + "-", label=label)
     ax.axhline(fp32, color="gray", ls="--", label=f"fp32 ({fp32:.1f} %)")
     ax.set_xlabel("weight bits")
     ax.set_ylabel("accuracy (%)")
-    ax.set_xticks(bits)
-    ax.invert_xaxis()
+    ax.set_xticks(pos, [str(b) for b in bits])
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()

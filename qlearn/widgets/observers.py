@@ -25,12 +25,13 @@ def observer_explorer(x: torch.Tensor, bits: int = 4, observer: str = "minmax", 
 
     def redraw(*_):
         b, name = int(bits_w.value), obs_w.value
-        r = observer_ranges(x, b, False, (name,))[name]
+        ranges = observer_ranges(x, b, False, (name,))
+        r = ranges[name]
         explorer.last = dict(r, bits=b, observer=name)
         readout.value = f"<b>{name}, {b} bits</b>: range [{r['lo']:.3g}, {r['hi']:.3g}], MSE {r['mse']:.3g}"
         with out:
             out.clear_output(wait=True)
-            fig = observer_ranges_plot(x, b, False, (name,), title=title)
+            fig = observer_ranges_plot(x, b, False, (name,), title=title, ranges=ranges)
             display(fig)
             explorer.figure = fig
             plt.close(fig)
