@@ -304,3 +304,21 @@ def test_convert_bad_inputs():
     qp = MinMaxObserver().observe(torch.rand(4, 64)).qparams()
     with pytest.raises(ValueError):
         convert(prepare_qat(digits.mlp(16), layers=["0"], act_qparams={"0": qp}))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("lsq", [False, True], ids=["minmax", "lsq"])
+def test_qat_observers_calibrate_and_convert_on_cuda(lsq):
+    from qlearn.calibrate import calibrate
+    from qlearn.observers import MSEObserver
+
+    model = nn.Sequential(linear(seed=10), nn.ReLU(), linear(seed=11, n_in=16, n_out=8)).cuda()
+    x = x_in().cuda()
+    obs = calibrate(model, ["2"], x.split(2), MSEObserver(8))["2"]
+    assert obs.qparams().scale.device.type == "cuda"
+    qmodel = prepare_qat(model, bits=4, lsq=lsq, recalibrate_every=None if lsq else 1)
+    qmodel(x).square().mean().backward()
+    assert all(p.grad is not None and p.grad.device.type == "cuda" for p in qmodel.parameters())
+    qmodel.eval()
+    with torch.no_grad():
+        assert torch.equal(convert(qmodel)(x), qmodel(x))
