@@ -3,6 +3,9 @@
 from . import dtypes, metrics
 from .granularity import Granularity, PerChannel, PerGroup, PerTensor, PerToken
 from .primitives import QParams, choose_qparams, dequantize, fake_quantize, qrange, quantize
+from . import packing
+from .nn import QuantLinear
+from .quantize_model import QuantizeReport, model_size_bytes, quantize_model, register_method
 
 __version__ = "0.1.0"
 
@@ -10,4 +13,5 @@ __all__ = [
     "Granularity", "PerTensor", "PerChannel", "PerGroup", "PerToken",
     "QParams", "choose_qparams", "quantize", "dequantize", "fake_quantize", "qrange",
     "dtypes", "metrics",
+    "packing", "QuantLinear", "quantize_model", "model_size_bytes", "QuantizeReport", "register_method",
 ]
