@@ -70,7 +70,11 @@ def float_info(dtype) -> FloatInfo:
 
 
 def bit_layout(value: float, dtype) -> BitLayout:
-    """The sign / exponent / mantissa bits of `value` rounded to `dtype` (saturating fp8 is not applied)."""
+    """The sign / exponent / mantissa bits of `value` as torch casts it to `dtype`.
+
+    Out of range, float16, bfloat16 and float8_e5m2 overflow to inf; torch saturates float8_e4m3fn
+    (which has no inf) at +-448.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"value must be a Python int or float, got {type(value).__name__}")
     info = float_info(dtype)

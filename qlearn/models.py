@@ -36,7 +36,8 @@ def minilm_path() -> str:
 def load_model(model_id: str | None = None, dtype: torch.dtype | None = None, seq2seq: bool = False):
     """Load (model, tokenizer) in eval mode: the bundled MiniLM when `model_id` is None.
 
-    `dtype` goes to Hugging Face's `from_pretrained(..., torch_dtype=dtype)`: the weights are
+    `dtype` goes to Hugging Face's `from_pretrained(..., dtype=dtype)` (`torch_dtype=` in older
+    transformers): the weights are
     cast while loading. `seq2seq=True` loads an encoder-decoder such as flan-t5 for `generate`.
     """
     from transformers import AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer
@@ -51,7 +52,7 @@ def load_model(model_id: str | None = None, dtype: torch.dtype | None = None, se
     else:
         path = model_id
     cls = AutoModelForSeq2SeqLM if seq2seq else AutoModel
-    kwargs = {} if dtype is None else {"torch_dtype": dtype}
+    kwargs = {} if dtype is None else {"dtype": dtype}  # called torch_dtype before transformers 4.56
     model = cls.from_pretrained(path, **kwargs)
     tokenizer = AutoTokenizer.from_pretrained(path)
     return model.eval(), tokenizer

@@ -1,0 +1,6 @@
+"""Interactive explorers built from core ipywidgets only (works on ipywidgets 7.7 and 8)."""
+
+from .bit_layout import bit_layout_explorer
+from .explorer import quantization_explorer
+
+__all__ = ["bit_layout_explorer", "quantization_explorer"]
