@@ -126,3 +126,40 @@ def test_bad_inputs(call, exc, match):
     z, y = _logits(0)[0], torch.arange(8)
     with pytest.raises(exc, match=match):
         call(z, y)
+
+
+def test_temperature_explorer_and_soft_target_plot():
+    from qlearn.plots.compression import soft_targets
+    from qlearn.widgets.compression import temperature_explorer
+
+    z = torch.tensor([8.0, 1.0, 0.5, 3.0, -1.0, 0.0, 2.0, -2.0, 4.0, 1.5])
+    explorer = temperature_explorer(z, T=1)
+    sharp = explorer.last["entropy"]
+    explorer.controls["T"].value = 8
+    assert explorer.calls == 2 and explorer.last["T"] == 8
+    assert explorer.last["entropy"] > sharp  # a higher temperature spreads the probability out
+    assert explorer.last["top_probability"] == pytest.approx(float(torch.softmax(z / 8, 0).max()))
+    assert len(soft_targets(z, [1, 4]).axes) == 1
+    with pytest.raises(ValueError, match="one of"):
+        temperature_explorer(z, T=5)
+    with pytest.raises(ValueError, match="classes"):
+        temperature_explorer(z[None], T=4)
+    with pytest.raises(ValueError, match="positive"):
+        soft_targets(z, [0])
+
+
+def test_t_squared_exercise_check():
+    from qlearn.exercises.nb07 import check_t_squared_ratio, t_squared_example
+
+    def grad_norm(T, scale):
+        z_s, z_t = t_squared_example()
+        z_s.requires_grad_(True)
+        soft_target_loss(z_s, z_t, T, scale_by_T2=scale).backward()
+        return float(z_s.grad.norm())
+
+    right = grad_norm(2.0, False) / grad_norm(8.0, False)
+    assert check_t_squared_ratio(right)
+    assert check_t_squared_ratio(torch.tensor(right))
+    assert not check_t_squared_ratio(grad_norm(2.0, True) / grad_norm(8.0, True))  # kept the T^2 factor
+    assert "scale_by_T2=False" in check_t_squared_ratio(grad_norm(2.0, True) / grad_norm(8.0, True)).message
+    assert not check_t_squared_ratio("16")

@@ -272,3 +272,53 @@ def test_global_masks_need_one_device():
         pytest.skip("needs a second device")
     with pytest.raises(ValueError, match="one device"):
         global_magnitude_masks({"a": torch.randn(3, 3), "b": torch.randn(3, 3, device="cuda")}, 0.5)
+
+
+# ---------- notebook 07 helpers: plot, widget, exercise checks ----------
+
+def test_weight_histogram_and_sparsity_explorer(data, trained_mlp):
+    from qlearn.plots.compression import weight_histogram
+    from qlearn.prune import magnitude_mask
+    from qlearn.widgets.compression import pruned_accuracy, sparsity_explorer
+
+    W = trained_mlp[2].weight
+    fig = weight_histogram(W, magnitude_mask(W, 0.8))
+    assert len(fig.axes) == 2
+    with pytest.raises(TypeError, match="bool tensor"):
+        weight_histogram(W, torch.ones(3, dtype=torch.bool))
+    explorer = sparsity_explorer(trained_mlp, data, layer="2", sparsity_percent=50)
+    assert explorer.last["accuracy"] == pruned_accuracy(trained_mlp, data, 0.5)
+    explorer.controls["sparsity"].value = 95
+    explorer.controls["scope"].value = "layer"
+    assert explorer.calls == 3 and explorer.last["scope"] == "layer"
+    assert explorer.last["layer_sparsity"] == math.floor(0.95 * W.numel()) / W.numel()
+    assert explorer.last["accuracy"] == pruned_accuracy(trained_mlp, data, 0.95, scope="layer")
+    with pytest.raises(ValueError, match="no module named"):
+        sparsity_explorer(trained_mlp, data, layer="7")
+    with pytest.raises(TypeError, match="Digits"):
+        sparsity_explorer(trained_mlp, "data", layer="2")
+
+
+def test_exercise_checks_tell_right_from_wrong():
+    from qlearn.exercises.nb07 import check_magnitude_prune, check_schedule
+
+    def largest_removed(W, s):
+        k = math.floor(s * W.numel())
+        out = W.clone().flatten()
+        out[out.abs().argsort(descending=True)[:k]] = 0
+        return out.reshape(W.shape)
+
+    def rounds_instead_of_floor(W, s):
+        k = round(s * W.numel())
+        out = W.clone().flatten()
+        out[out.abs().argsort()[:k]] = 0
+        return out.reshape(W.shape)
+
+    assert check_magnitude_prune(magnitude_prune)
+    assert not check_magnitude_prune(largest_removed)
+    assert not check_magnitude_prune(rounds_instead_of_floor)
+    assert not check_magnitude_prune(lambda W, s: 1 / 0)
+    assert not check_magnitude_prune("magnitude_prune")
+    assert check_schedule(lambda t, s_f, n: sparsity_schedule(t, s_f, n))
+    assert check_schedule(lambda t, s_f, n: s_f * (1 - (1 - t / n) ** 3))
+    assert not check_schedule(lambda t, s_f, n: s_f * t / n)  # linear, not cubic
