@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from torch.nn import functional as F
 
 from qlearn import digits
+from tests.conftest import DEVICES
 from qlearn.distill import distill, distillation_loss, soft_target_loss
 
 
@@ -163,3 +164,12 @@ def test_t_squared_exercise_check():
     assert not check_t_squared_ratio(grad_norm(2.0, True) / grad_norm(8.0, True))  # kept the T^2 factor
     assert "scale_by_T2=False" in check_t_squared_ratio(grad_norm(2.0, True) / grad_norm(8.0, True)).message
     assert not check_t_squared_ratio("16")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_distillation_loss_runs_on_the_logits_device(device):
+    z_s, z_t = (z.to(device) for z in _logits(4))
+    y = torch.arange(8, device=device)
+    loss = distillation_loss(z_s.requires_grad_(True), z_t, y)
+    loss.backward()
+    assert loss.device == z_s.device and z_s.grad.device == z_s.device

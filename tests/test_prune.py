@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 from qlearn import digits
+from tests.conftest import DEVICES
 from qlearn.prune import (global_magnitude_masks, magnitude_mask, magnitude_prune, prunable_layers, prune_model,
                           remove_masks, weight_sparsity)
 from qlearn.prune_schedule import gradual_prune, sensitivity_scan, sparsity_schedule
@@ -322,3 +323,15 @@ def test_exercise_checks_tell_right_from_wrong():
     assert check_schedule(lambda t, s_f, n: sparsity_schedule(t, s_f, n))
     assert check_schedule(lambda t, s_f, n: s_f * (1 - (1 - t / n) ** 3))
     assert not check_schedule(lambda t, s_f, n: s_f * t / n)  # linear, not cubic
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_pruning_runs_on_the_tensors_device(device):
+    model = digits.mlp(hidden=16, seed=0).to(device)
+    W = model[2].weight
+    assert magnitude_mask(W, 0.5).device == W.device
+    masks = prune_model(model, 0.5, scope="global")
+    assert all(m.device == W.device for m in masks.values())
+    small = prune_units(remove_masks(model), MLP_PAIRS, 0.5)
+    X = torch.rand(4, 64, device=device)
+    assert small(X).device == W.device and small[0].weight.shape == (8, 64)
