@@ -1,6 +1,6 @@
 """qlearn: the quantization code behind the qlearn course. This file only re-exports the public API."""
 
-from . import dtypes, metrics
+from . import dtypes, metrics, models, plots
 from .granularity import Granularity, PerChannel, PerGroup, PerTensor, PerToken
 from .primitives import QParams, choose_qparams, dequantize, fake_quantize, qrange, quantize
 from . import packing
@@ -12,6 +12,6 @@ __version__ = "0.1.0"
 __all__ = [
     "Granularity", "PerTensor", "PerChannel", "PerGroup", "PerToken",
     "QParams", "choose_qparams", "quantize", "dequantize", "fake_quantize", "qrange",
-    "dtypes", "metrics",
+    "dtypes", "metrics", "models", "plots",
     "packing", "QuantLinear", "quantize_model", "model_size_bytes", "QuantizeReport", "register_method",
 ]
