@@ -6,6 +6,7 @@ from .primitives import QParams, choose_qparams, dequantize, fake_quantize, qran
 from . import packing
 from .nn import QuantLinear
 from .quantize_model import QuantizeReport, model_size_bytes, quantize_model, register_method
+from .serialize import load_quantized, save_quantized
 
 __version__ = "0.1.0"
 
@@ -14,4 +15,5 @@ __all__ = [
     "QParams", "choose_qparams", "quantize", "dequantize", "fake_quantize", "qrange",
     "dtypes", "metrics", "models", "plots",
     "packing", "QuantLinear", "quantize_model", "model_size_bytes", "QuantizeReport", "register_method",
+    "save_quantized", "load_quantized",
 ]
