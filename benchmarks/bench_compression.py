@@ -9,8 +9,6 @@ of repeated forward passes over the test set (one thread, after warm-up, stages 
 
 import argparse
 import copy
-import statistics
-import time
 
 import torch
 
@@ -18,21 +16,7 @@ import qlearn
 from qlearn import digits
 from qlearn.prune import prune_model, remove_masks
 from qlearn.prune_structured import prune_units
-
-
-def latencies_s(models, X, repeats, warmup=10):
-    """Median time of one forward pass per model; the models take turns, so load drift hits them alike."""
-    times = {name: [] for name in models}
-    with torch.inference_mode():
-        for _ in range(warmup):
-            for model in models.values():
-                model(X)
-        for _ in range(repeats):
-            for name, model in models.items():
-                start = time.perf_counter()
-                model(X)
-                times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+from qlearn.timing import median_ms
 
 
 def main():
@@ -44,6 +28,8 @@ def main():
     data = digits.load_digits()
     teacher = digits.mlp(hidden=256, seed=0)  # untrained weights time the same as trained ones
     stages = {"teacher float32": teacher}
+    # A second copy of the same model: its ratio (ideally 1.00x) shows how noisy this machine is right now.
+    stages["teacher copy (control)"] = copy.deepcopy(teacher)
     zeros = copy.deepcopy(teacher)
     prune_model(zeros, 0.9, scope="global")
     stages["90% zeros (dense)"] = remove_masks(zeros)
@@ -53,7 +39,7 @@ def main():
         q = copy.deepcopy(small)
         qlearn.quantize_model(q, bits=bits, granularity=gran)
         stages[f"  + int{bits} weights"] = q
-    times = latencies_s(stages, data.X_test, args.repeats)
+    times = median_ms(stages, data.X_test, rounds=args.repeats, budget_s=60.0)  # interleaved medians
     base_t, base_b = times["teacher float32"], qlearn.model_size_bytes(teacher)
     print(f"{'stage':<24} {'bytes ratio':>11} {'speed-up':>9}   (vs the teacher; {args.threads} thread(s), "
           f"{len(data.X_test)} images per pass)")
