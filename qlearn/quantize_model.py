@@ -16,11 +16,11 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import Callable
 
+import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from ._validate import check_bits, check_bool
-from .dtypes import model_memory_bytes
 from .granularity import PerChannel
 from .nn import KERNELS, QuantLinear, check_activations, check_weight_granularity
 from .primitives import QParams, choose_qparams
@@ -43,14 +43,26 @@ def register_method(name: str, fn: Callable[..., QParams]) -> None:
     METHODS[name] = fn
 
 
+def _tensor_bytes(t: torch.Tensor) -> int:
+    """numel * element size; a tensor subclass (optimum-quanto, torchao) is the sum of its inner tensors."""
+    if type(t) not in (torch.Tensor, nn.Parameter) and hasattr(t, "__tensor_flatten__"):
+        names, _ = t.__tensor_flatten__()
+        return sum(_tensor_bytes(getattr(t, name)) for name in names)
+    return t.numel() * t.element_size()
+
+
 def model_size_bytes(model: nn.Module) -> int:
     """Bytes the model really stores: every parameter and buffer once, at its own element size.
 
     Packed uint8 codes count one byte per 2 (int4) or 4 (int2) weights; scales, zero points,
-    biases, embeddings and LayerNorms count in full. A fast kernel's private weight copy
+    biases, embeddings and LayerNorms count in full. Quantized tensor subclasses (optimum-quanto's
+    frozen weights) count their integer data and scales. A fast kernel's private weight copy
     (`QuantLinear._cache`) is not a buffer and is not counted.
     """
-    return model_memory_bytes(model)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    tensors = {id(t): t for t in list(model.parameters()) + list(model.buffers())}
+    return sum(_tensor_bytes(t) for t in tensors.values())
 
 
 @dataclass(frozen=True)

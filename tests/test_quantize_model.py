@@ -107,3 +107,22 @@ def test_minilm_quantized_embeddings_stay_close():
     saved = sum(3 * out * inp - 5 * out for out, inp in linears.values())
     assert report.bytes_before - report.bytes_after == saved
     assert metrics.cosine_similarity(reference, embed(model, tokenizer, SENTENCES[:4])) > 0.99
+
+
+def test_model_size_counts_optimum_quanto_weights_as_int8():
+    from optimum.quanto import freeze, qint8, quantize
+
+    model = _mlp()
+    quantize(model, weights=qint8)
+    freeze(model)
+    mine = _mlp()
+    quantize_model(mine, bits=8, symmetric=True)
+    # both store int8 codes and one float32 scale per row; qlearn adds an int8 zero point per row,
+    # quanto two float32 scalars (input and output scale) per layer
+    rows = 128 + 128 + 10
+    assert model_size_bytes(mine) - model_size_bytes(model) == rows - 3 * 2 * 4
+
+
+def test_model_size_rejects_non_modules():
+    with pytest.raises(TypeError):
+        model_size_bytes(torch.zeros(3))
