@@ -36,10 +36,12 @@ def minilm_path() -> str:
 def load_model(model_id: str | None = None, dtype: torch.dtype | None = None, seq2seq: bool = False):
     """Load (model, tokenizer) in eval mode: the bundled MiniLM when `model_id` is None.
 
-    `dtype` goes to Hugging Face's `from_pretrained(..., torch_dtype=dtype)`: the weights are
+    `dtype` goes to Hugging Face's `from_pretrained(..., dtype=dtype)` (`torch_dtype=` in older
+    transformers): the weights are
     cast while loading. `seq2seq=True` loads an encoder-decoder such as flan-t5 for `generate`.
     """
     from transformers import AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     if model_id is not None and (not isinstance(model_id, str) or not model_id.strip()):
         raise TypeError(f"model_id must be a Hugging Face id such as 'google/flan-t5-small' or None, got {model_id!r}")
@@ -51,9 +53,15 @@ def load_model(model_id: str | None = None, dtype: torch.dtype | None = None, se
     else:
         path = model_id
     cls = AutoModelForSeq2SeqLM if seq2seq else AutoModel
-    kwargs = {} if dtype is None else {"torch_dtype": dtype}
-    model = cls.from_pretrained(path, **kwargs)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    kwargs = {} if dtype is None else {"dtype": dtype}  # called torch_dtype before transformers 4.56
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a loading bar per call clutters notebooks
+    try:
+        model = cls.from_pretrained(path, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
     return model.eval(), tokenizer
 
 

@@ -113,15 +113,14 @@ def choose_qparams(x: torch.Tensor, bits: int = 8, symmetric: bool = False,
     x_min, x_max = xb.amin(dim=dims, keepdim=True), xb.amax(dim=dims, keepdim=True)  # stats_shape
     if symmetric:
         scale = torch.maximum(x_min.abs(), x_max.abs()) / (qmax if restricted else (qmax - qmin) / 2)
+        scale = scale.clamp(min=torch.finfo(torch.float32).tiny)
         zero_point = torch.zeros_like(scale, dtype=torch.int32)
     else:
         lo, hi = x_min.clamp(max=0), x_max.clamp(min=0)
-        scale = (hi - lo) / (qmax - qmin)
-        scale = scale.clamp(min=torch.finfo(torch.float32).tiny)
+        scale = ((hi - lo) / (qmax - qmin)).clamp(min=torch.finfo(torch.float32).tiny)
         zero_point = (qmin - torch.round(lo / scale)).clamp(qmin, qmax).to(torch.int32)
     constant = x_max == x_min
     scale = torch.where(constant, torch.where(x_max == 0, torch.ones_like(x_max), x_max.abs()), scale)
-    scale = scale.clamp(min=torch.finfo(torch.float32).tiny)
     zero_point = torch.where(constant, torch.zeros_like(zero_point), zero_point)
     return QParams(scale, zero_point, bits, symmetric, qmin, qmax, granularity, x.dtype)
 

@@ -1,0 +1,93 @@
+"""Time qlearn's QuantLinear against float32 nn.Linear and optimum-quanto; print ratio tables.
+
+    python benchmarks/bench_linear.py                 # 4096 x 4096, batch 1 and 64, 2 threads
+    python benchmarks/bench_linear.py --size 1024 --rounds 5 --threads 4
+
+The contenders run interleaved, round after round, and each reports its median time, so a
+machine that is busy with other work slows all of them alike; still, trust the ratios more
+than the milliseconds, and rerun on a quiet machine before quoting numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+
+import torch
+from torch import nn
+
+from qlearn import PerChannel, PerGroup, QuantLinear, kernels, model_size_bytes
+from qlearn.timing import median_ms
+
+# the issue's targets on a 2-core laptop: time or bytes as a fraction of float32
+TARGETS = {("int4 g128", 1): 0.25, ("int8", 1): 0.6, ("W8A8", 64): 0.35}
+BYTE_TARGETS = {"int8": 0.26, "int4 g128": 0.15}
+
+
+def contenders(linear: nn.Linear, with_naive: bool) -> dict[str, nn.Module]:
+    """name -> module computing the same layer."""
+    out = {
+        "fp32 nn.Linear": linear,
+        "int8": QuantLinear.from_linear(linear, bits=8, granularity=PerChannel(0)),
+        "int4 g128": QuantLinear.from_linear(linear, bits=4, granularity=PerGroup(128), symmetric=False),
+        "W8A8": QuantLinear.from_linear(linear, bits=8, granularity=PerChannel(0), activations=8),
+    }
+    if with_naive:
+        out["int8 reference"] = QuantLinear.from_linear(linear, bits=8, kernel="reference")
+    try:
+        import copy
+
+        from optimum.quanto import freeze, qint4, qint8, quantize
+        for name, qtype in (("quanto qint8", qint8), ("quanto qint4", qint4)):
+            model = nn.Sequential(copy.deepcopy(linear))
+            quantize(model, weights=qtype)
+            freeze(model)
+            out[name] = model
+    except ImportError:  # optimum-quanto is a dependency, but keep the script useful without it
+        pass
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=4096, help="in = out features (default 4096)")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 64])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=15)
+    args = parser.parse_args()
+    if args.size < 256 or args.size % 256:
+        parser.error("--size must be a multiple of 256")
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    linear = nn.Linear(args.size, args.size)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"cpu capability {torch.backends.cpu.get_cpu_capability()}, layer {args.size} x {args.size}")
+
+    for batch in args.batches:
+        x = torch.randn(batch, args.size)
+        modules = contenders(linear, with_naive=batch == 1)
+        ms = median_ms(modules, x, args.rounds, budget_s=3.0)
+        fp32 = ms["fp32 nn.Linear"]
+        print(f"\nbatch {batch}: time ratio (lower is faster; fp32 = {fp32:.2f} ms here)")
+        print(f"{'':16s} {'path':>10s} {'x fp32':>8s} {'x quanto':>9s}  target")
+        for name, t in ms.items():
+            path = kernels.select_name(modules[name], x) if isinstance(modules[name], QuantLinear) else "-"
+            quanto = {"int8": "quanto qint8", "int4 g128": "quanto qint4"}.get(name)
+            vs_quanto = f"{t / ms[quanto]:9.3f}" if quanto in ms else f"{'':9s}"
+            target = TARGETS.get((name, batch))
+            verdict = "" if target is None else f"<= {target}: {'met' if t / fp32 <= target else 'MISSED'}"
+            print(f"{name:16s} {path:>10s} {t / fp32:8.3f} {vs_quanto}  {verdict}")
+
+    print("\nbytes (parameters and buffers) as a fraction of float32")
+    fp32_bytes = model_size_bytes(linear)
+    for name, m in contenders(linear, with_naive=False).items():
+        if isinstance(m, QuantLinear):
+            ratio = model_size_bytes(m) / fp32_bytes
+            target = BYTE_TARGETS.get(name)
+            verdict = "" if target is None else f"<= {target}: {'met' if ratio <= target else 'MISSED'}"
+            print(f"{name:16s} {ratio:8.3f}  {verdict}")
+
+
+if __name__ == "__main__":
+    main()
