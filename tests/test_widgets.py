@@ -24,10 +24,12 @@ def _x():
 
 def _check(explorer, x, bits, symmetric, granularity):
     x_hat, numbers = roundtrip(x, bits, symmetric, granularity)
-    for key in ("mse", "sqnr_db", "max_abs_error", "effective_bits"):
+    assert list(explorer.last) == ["mse", "sqnr_db", "max_abs_error", "bits", "symmetric"]  # notebook 02 prints these
+    for key in ("mse", "sqnr_db", "max_abs_error"):
         assert explorer.last[key] == numbers[key], key
+    assert explorer.info["effective_bits"] == numbers["effective_bits"]
     assert explorer.last["bits"] == bits and explorer.last["symmetric"] == symmetric
-    assert explorer.last["granularity"] == granularity
+    assert explorer.info["granularity"] == granularity
     assert isinstance(explorer.figure, Figure)
     counts = sum(p.get_height() for p in explorer.figure.axes[0].patches)
     assert counts == x.numel()  # the histogram holds every element's error
@@ -56,16 +58,16 @@ def test_every_group_size(group_size):
     e = quantization_explorer(x, bits=4, granularity="group")
     e.controls["group_size"].value = group_size
     _check(e, x, 4, False, make_granularity("group", group_size))
-    assert e.last["effective_bits"] == 4 + 32 / group_size
+    assert e.info["effective_bits"] == 4 + 32 / group_size
 
 
 def test_every_source_tensor_including_real_minilm():
     e = quantization_explorer(bits=4, granularity="group", group_size=128)
-    assert e.last["source"] == "gaussian"
+    assert e.info["source"] == "gaussian"
     for name in SOURCES.values():
         e.controls["source"].value = name
         _check(e, sample_tensor(name), 4, False, make_granularity("group", 128))
-    assert e.last["shape"][1] == 1536  # the MiniLM activation (tokens, 1536)
+    assert e.info["shape"][1] == 1536  # the MiniLM activation (tokens, 1536)
 
 
 def test_readout_shows_effective_bits():
@@ -77,7 +79,7 @@ def test_readout_shows_effective_bits():
 def test_impossible_group_size_is_reported_not_raised():
     x = torch.randn(8, 48)
     e = quantization_explorer(x, bits=4, granularity="group", group_size=32)
-    assert "divide" in e.last["error"] and e.figure is None
+    assert "divide" in e.info["error"] and e.last == {} and e.figure is None
     e.controls["group_size"].value = 16
     _check(e, x, 4, False, make_granularity("group", 16))
 

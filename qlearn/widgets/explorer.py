@@ -54,6 +54,9 @@ def quantization_explorer(x: torch.Tensor | None = None, bits: int = 8, symmetri
     It prints MSE, SQNR, max |error| and the effective bits per weight, counting an fp16 scale (and an
     fp16 zero point when asymmetric) per block. `x`, if given, is offered as the source called `title`;
     `source` picks a sample tensor by name instead (see `qlearn.tensors.SAMPLE_TENSORS`).
+    After each redraw `explorer.last` holds {"mse", "sqnr_db", "max_abs_error", "bits", "symmetric"} (the keys
+    notebook 02 prints) and `explorer.info` holds {"effective_bits", "granularity", "source", "shape"}, or
+    {"error": message} (and `last` is empty) when a setting is impossible for the tensor.
     Shapes: x (...) any float tensor; group granularity needs its last dim divisible by the group size.
     """
     if x is not None:
@@ -82,6 +85,7 @@ def quantization_explorer(x: torch.Tensor | None = None, bits: int = 8, symmetri
     box = w.VBox([w.HBox([bits_w, scheme_w]), w.HBox([gran_w, group_w]), source_w, readout, out])
     controls = {"bits": bits_w, "scheme": scheme_w, "granularity": gran_w, "group_size": group_w, "source": source_w}
     explorer = Explorer(box, controls, out)
+    explorer.info = {}
 
     def redraw(*_):
         b, sym, gname, g = int(bits_w.value), scheme_w.value == "symmetric", gran_w.value, int(group_w.value)
@@ -93,14 +97,16 @@ def quantization_explorer(x: torch.Tensor | None = None, bits: int = 8, symmetri
             gran = make_granularity(gname, g)
             x_hat, numbers = roundtrip(tensor, b, sym, gran)
         except ValueError as err:  # e.g. a group size that does not divide a custom tensor's last dim
-            explorer.last = {"error": str(err), "bits": b, "symmetric": sym, "source": source_w.value}
+            explorer.last, explorer.info = {}, {"error": str(err), "source": source_w.value}
             readout.value = f"<b>{what}</b>: not possible here: {err}"
             out.clear_output()
             explorer.figure = None
             explorer.calls += 1
             return
-        explorer.last = dict(numbers, bits=b, symmetric=sym, granularity=gran, source=source_w.value,
-                             shape=tuple(tensor.shape))
+        explorer.last = {key: numbers[key] for key in ("mse", "sqnr_db", "max_abs_error")}
+        explorer.last.update(bits=b, symmetric=sym)
+        explorer.info = {"effective_bits": numbers["effective_bits"], "granularity": gran, "source": source_w.value,
+                         "shape": tuple(tensor.shape)}
         meta = "an fp16 scale" + ("" if sym else " and an fp16 zero point")
         readout.value = (f"<b>{what}</b> on {label}: MSE {numbers['mse']:.3g}, SQNR {numbers['sqnr_db']:.1f} dB, "
                          f"max |error| {numbers['max_abs_error']:.3g}<br>effective bits per weight "
