@@ -1,6 +1,7 @@
 """qlearn: the quantization code behind the qlearn course. This file only re-exports the public API."""
 
-from . import calibrate, distill, dtypes, metrics, models, observers, packing, plots, prune, qat
+from . import (bits, calibrate, compare, distill, dtypes, metrics, models, observers, packing, plots, prune, qat,
+               sweep, tensors)
 from .granularity import Granularity, PerChannel, PerGroup, PerTensor, PerToken
 from .nn import QuantLinear
 from .primitives import QParams, choose_qparams, dequantize, fake_quantize, qrange, quantize
@@ -14,5 +15,6 @@ __all__ = [
     "QParams", "choose_qparams", "quantize", "dequantize", "fake_quantize", "qrange",
     "QuantLinear", "quantize_model", "model_size_bytes", "QuantizeReport", "register_method",
     "save_quantized", "load_quantized",
-    "calibrate", "distill", "dtypes", "metrics", "models", "observers", "packing", "plots", "prune", "qat",
+    "bits", "calibrate", "compare", "distill", "dtypes", "metrics", "models", "observers", "packing", "plots",
+    "prune", "qat", "sweep", "tensors",
 ]
