@@ -105,3 +105,18 @@ def accuracy(model: nn.Module, data: Digits, split: str = "test") -> float:
     pred = model(X).argmax(dim=-1)
     model.train(was_training)
     return round(100.0 * float((pred == y).double().mean()), 4)
+
+
+def pretrained_mlp() -> nn.Sequential:
+    """The float baseline `mlp(hidden=128)` trained by scripts/train_digits_baseline.py (shipped as safetensors).
+
+    Input (n, 64), output logits (n, 10); eval mode. Saves the training time in notebooks and tests.
+    """
+    from importlib.resources import files
+
+    from safetensors.torch import load
+
+    model = mlp(hidden=128, seed=0)
+    blob = files("qlearn").joinpath("data", "digits_mlp.safetensors").read_bytes()
+    model.load_state_dict(load(blob))
+    return model.eval()

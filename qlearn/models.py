@@ -41,6 +41,7 @@ def load_model(model_id: str | None = None, dtype: torch.dtype | None = None, se
     cast while loading. `seq2seq=True` loads an encoder-decoder such as flan-t5 for `generate`.
     """
     from transformers import AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     if model_id is not None and (not isinstance(model_id, str) or not model_id.strip()):
         raise TypeError(f"model_id must be a Hugging Face id such as 'google/flan-t5-small' or None, got {model_id!r}")
@@ -53,8 +54,14 @@ def load_model(model_id: str | None = None, dtype: torch.dtype | None = None, se
         path = model_id
     cls = AutoModelForSeq2SeqLM if seq2seq else AutoModel
     kwargs = {} if dtype is None else {"dtype": dtype}  # called torch_dtype before transformers 4.56
-    model = cls.from_pretrained(path, **kwargs)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a loading bar per call clutters notebooks
+    try:
+        model = cls.from_pretrained(path, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
     return model.eval(), tokenizer
 
 

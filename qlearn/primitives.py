@@ -84,10 +84,14 @@ class QParams:
 
 
 def choose_qparams(x: torch.Tensor, bits: int = 8, symmetric: bool = False,
-                   granularity: Granularity = PerTensor()) -> QParams:
+                   granularity: Granularity = PerTensor(), *, restricted: bool = True) -> QParams:
     """Min-max quantization parameters for `x`, one pair per block of `granularity`.
 
     symmetric:   scale = max|x| / qmax,                 zero_point = 0
+                 (restricted range: codes -qmax..qmax, the code qmin is never produced)
+    symmetric, restricted=False (the full signed range, as torch's qint8 observers and torchao do):
+                 scale = max|x| / ((qmax - qmin) / 2),  zero_point = 0
+                 (the largest positive value lands on qmax + 1/2 and is clipped to qmax)
     asymmetric:  lo = min(min x, 0), hi = max(max x, 0) (zero is always representable)
                  scale = (hi - lo) / (qmax - qmin),     zero_point = qmin - round(lo / scale)
     A constant block (max == min) gets scale = |c| (1 if c == 0) and zero_point = 0, so it
@@ -98,13 +102,18 @@ def choose_qparams(x: torch.Tensor, bits: int = 8, symmetric: bool = False,
     check_float_tensor(x)
     check_bits(bits)
     check_bool(symmetric, "symmetric")
+    check_bool(restricted, "restricted")
+    if not restricted and not symmetric:
+        raise ValueError("restricted=False only applies to symmetric=True; the asymmetric scheme always "
+                         "uses the full range qmin..qmax")
     check_granularity(granularity).check(x.shape)
     qmin, qmax = qrange(bits)
     xb = granularity.to_blocks(x.detach().float())  # block view, e.g. (out, in/g, g)
     dims = granularity.reduce_dims(xb.ndim)
     x_min, x_max = xb.amin(dim=dims, keepdim=True), xb.amax(dim=dims, keepdim=True)  # stats_shape
     if symmetric:
-        scale = (torch.maximum(x_min.abs(), x_max.abs()) / qmax).clamp(min=torch.finfo(torch.float32).tiny)
+        scale = torch.maximum(x_min.abs(), x_max.abs()) / (qmax if restricted else (qmax - qmin) / 2)
+        scale = scale.clamp(min=torch.finfo(torch.float32).tiny)
         zero_point = torch.zeros_like(scale, dtype=torch.int32)
     else:
         lo, hi = x_min.clamp(max=0), x_max.clamp(min=0)

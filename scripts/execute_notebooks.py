@@ -3,7 +3,9 @@
 Usage: python scripts/execute_notebooks.py notebooks/00_start_here.ipynb [...]
 """
 
+import json
 import os
+import pathlib
 import sys
 import time
 
@@ -11,7 +13,16 @@ import nbformat
 from nbclient import NotebookClient
 
 
+RUNTIMES = pathlib.Path(__file__).resolve().parents[1] / "qlearn" / "data" / "notebook_runtimes.json"
+
+
 def main(paths):
+    times = json.loads(RUNTIMES.read_text()) if RUNTIMES.exists() else {}
+    # 00_start_here prints the others' run times: (re-)run it last whenever another notebook ran.
+    start_here = pathlib.Path(__file__).resolve().parents[1] / "notebooks" / "00_start_here.ipynb"
+    paths = [p for p in paths if pathlib.Path(p).resolve() != start_here]
+    if start_here.exists():
+        paths.append(str(start_here))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     for path in paths:
@@ -22,7 +33,10 @@ def main(paths):
                                 resources={"metadata": {"path": os.path.dirname(os.path.abspath(path))}})
         client.execute()
         nbformat.write(nb, path)
-        print(f"{path}: {time.time() - start:.1f} s")
+        seconds = time.time() - start
+        times[pathlib.Path(path).stem] = round(seconds, 1)
+        RUNTIMES.write_text(json.dumps(dict(sorted(times.items())), indent=1) + "\n")
+        print(f"{path}: {seconds:.1f} s")
 
 
 if __name__ == "__main__":

@@ -4,11 +4,15 @@ The repository URL lives in one place, `[project.urls] Repository` in pyproject.
 script writes it into the two first cells of each notebook (tagged `qlearn-colab-badge` and
 `qlearn-colab-setup`), replacing earlier stamps, so the cells never drift apart.
 
-Usage: python scripts/stamp_colab.py notebooks/*.ipynb        (then re-execute the notebooks)
-       python scripts/stamp_colab.py --check notebooks/*.ipynb (exit 1 if any stamp is stale)
+Usage: python scripts/stamp_colab.py [notebooks/*.ipynb]          (then re-execute the notebooks)
+       python scripts/stamp_colab.py --check [notebooks/*.ipynb]  (exit 1 if any stamp is stale)
+With no paths, every notebooks/*.ipynb is meant.
 """
 
+from __future__ import annotations
+
 import pathlib
+import re
 import sys
 import tomllib
 
@@ -16,21 +20,33 @@ import nbformat
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BADGE_TAG, SETUP_TAG = "qlearn-colab-badge", "qlearn-colab-setup"
+BRANCH = "main"
+_GITHUB = re.compile(r"^https://github\.com/(?P<repo>[\w.-]+/[\w.-]+?)(?:\.git)?/?$")
 
 
-def repository_url() -> str:
-    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    return meta["project"]["urls"]["Repository"].rstrip("/")
+def repository_url(pyproject: pathlib.Path = ROOT / "pyproject.toml") -> str:
+    """`[project.urls] Repository`, which must be a https://github.com/OWNER/NAME URL (Colab opens GitHub paths)."""
+    meta = tomllib.loads(pyproject.read_text())
+    url = meta.get("project", {}).get("urls", {}).get("Repository")
+    if not isinstance(url, str) or not _GITHUB.match(url):
+        raise ValueError(f"[project.urls] Repository in {pyproject} must be https://github.com/OWNER/NAME, got {url!r}")
+    return "https://github.com/" + _GITHUB.match(url)["repo"]
+
+
+def colab_url(nb_path: pathlib.Path, url: str) -> str:
+    """Where Colab opens this notebook: the GitHub path of notebooks/<name> on the main branch."""
+    repo = url.removeprefix("https://github.com/")
+    return f"https://colab.research.google.com/github/{repo}/blob/{BRANCH}/notebooks/{nb_path.name}"
 
 
 def badge_source(nb_path: pathlib.Path, title: str, url: str) -> str:
-    repo = url.removeprefix("https://github.com/")
-    colab = f"https://colab.research.google.com/github/{repo}/blob/main/notebooks/{nb_path.name}"
     badge = "https://colab.research.google.com/assets/colab-badge.svg"
-    return f"# {title}\n\n[![Open In Colab]({badge})]({colab})"
+    return f"# {title}\n\n[![Open In Colab]({badge})]({colab_url(nb_path, url)})"
 
 
 def setup_source(url: str) -> str:
+    # `pip install` of a package whose dependencies are ranges keeps what Colab already has
+    # (its torch, ipywidgets 7.7.1, numpy): pip upgrades only what does not satisfy them.
     return (
         "# NBVAL_SKIP\n"
         "# Colab only: install qlearn and its data (Colab's own torch is kept). Does nothing elsewhere.\n"
@@ -41,7 +57,7 @@ def setup_source(url: str) -> str:
     )
 
 
-def _title(nb, nb_path) -> str:
+def _title(nb, nb_path: pathlib.Path) -> str:
     """The notebook's title: from an earlier badge cell, else its first markdown heading, else its name."""
     for cell in nb.cells:
         if cell.cell_type == "markdown" and cell.source.lstrip().startswith("# "):
@@ -49,12 +65,36 @@ def _title(nb, nb_path) -> str:
     return nb_path.stem.replace("_", " ")
 
 
+def _tags(cell) -> set:
+    return set(cell.metadata.get("tags", []))
+
+
+def expected_cells(nb, nb_path: pathlib.Path, url: str):
+    """The badge (markdown) and setup (code) cells this notebook should start with."""
+    badge = nbformat.v4.new_markdown_cell(badge_source(nb_path, _title(nb, nb_path), url), metadata={"tags": [BADGE_TAG]})
+    setup = nbformat.v4.new_code_cell(setup_source(url), metadata={"tags": [SETUP_TAG]})
+    badge.id, setup.id = BADGE_TAG, SETUP_TAG
+    return badge, setup
+
+
+def is_fresh(nb, nb_path: pathlib.Path, url: str) -> bool:
+    """True if the notebook opens with exactly the expected two cells, and holds no other stamped cell."""
+    want = expected_cells(nb, nb_path, url)
+    head = nb.cells[:2]
+    if len(head) < 2 or any(_tags(c) & {BADGE_TAG, SETUP_TAG} for c in nb.cells[2:]):
+        return False
+    return all(c.cell_type == w.cell_type and c.source == w.source and c.get("id") == w.id and
+               _tags(c) >= _tags(w) for c, w in zip(head, want))
+
+
 def stamp(nb_path: pathlib.Path, url: str) -> bool:
     """Rewrite the two stamped cells of one notebook; return True if anything changed."""
     nb = nbformat.read(nb_path, as_version=4)
-    title = _title(nb, nb_path)
+    if is_fresh(nb, nb_path, url):
+        return False
+    badge, setup = expected_cells(nb, nb_path, url)
     first = nb.cells[0] if nb.cells else None
-    if first is not None and first.cell_type == "markdown" and BADGE_TAG not in first.metadata.get("tags", []) \
+    if first is not None and first.cell_type == "markdown" and BADGE_TAG not in _tags(first) \
             and first.source.lstrip().startswith("# "):
         # The notebook's own title cell becomes the badge cell; keep any text under the heading.
         text = first.source.strip()
@@ -62,37 +102,33 @@ def stamp(nb_path: pathlib.Path, url: str) -> bool:
         nb.cells.pop(0)
         if rest:
             nb.cells.insert(0, nbformat.v4.new_markdown_cell(rest))
-    body = [c for c in nb.cells if not set(c.metadata.get("tags", [])) & {BADGE_TAG, SETUP_TAG}]
-    badge = nbformat.v4.new_markdown_cell(badge_source(nb_path, title, url), metadata={"tags": [BADGE_TAG]})
-    setup = nbformat.v4.new_code_cell(setup_source(url), metadata={"tags": [SETUP_TAG]})
-    badge.id, setup.id = BADGE_TAG, SETUP_TAG
-    first = nb.cells[:2]
-    if [c.source for c in first] == [badge.source, setup.source] and [c.get("id") for c in first] == [badge.id, setup.id]:
-        return False
+    body = [c for c in nb.cells if not _tags(c) & {BADGE_TAG, SETUP_TAG}]
     nb.cells = [badge, setup] + body
+    nb.nbformat, nb.nbformat_minor = 4, max(nb.get("nbformat_minor", 0), 5)  # cell ids need nbformat 4.5
     nbformat.write(nb, nb_path)
     return True
 
 
 def main(argv) -> int:
     check = "--check" in argv
-    paths = [pathlib.Path(a) for a in argv if a != "--check"]
+    paths = [pathlib.Path(a) for a in argv if a != "--check"] or sorted((ROOT / "notebooks").glob("*.ipynb"))
+    missing = [str(p) for p in paths if p.suffix != ".ipynb" or not p.is_file()]
+    if missing:
+        sys.stderr.write("not a notebook file: " + ", ".join(missing) + "\n")
+        return 2
     url = repository_url()
     stale = []
     for path in paths:
         if check:
-            nb = nbformat.read(path, as_version=4)
-            cells = nb.cells[:2]
-            ok = (len(cells) == 2 and BADGE_TAG in cells[0].metadata.get("tags", [])
-                  and cells[0].source == badge_source(path, _title(nb, path), url)
-                  and cells[1].source == setup_source(url))
-            if not ok:
+            if not is_fresh(nbformat.read(path, as_version=4), path, url):
                 stale.append(str(path))
         elif stamp(path, url):
             stale.append(str(path))
     if check and stale:
-        sys.stderr.write("stale Colab stamps (run scripts/stamp_colab.py): " + ", ".join(stale) + "\n")
+        sys.stderr.write("stale Colab stamps (run python scripts/stamp_colab.py): " + ", ".join(stale) + "\n")
         return 1
+    if stale:
+        print("stamped: " + ", ".join(stale))
     return 0
 
 

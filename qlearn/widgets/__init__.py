@@ -1,6 +1,9 @@
 """Interactive explorers built from core ipywidgets only (works on ipywidgets 7.7 and 8)."""
 
 from .bit_layout import bit_layout_explorer
+from .compression import sparsity_explorer, temperature_explorer
 from .explorer import quantization_explorer
+from .observers import observer_explorer
 
-__all__ = ["bit_layout_explorer", "quantization_explorer"]
+__all__ = ["bit_layout_explorer", "quantization_explorer", "observer_explorer", "sparsity_explorer",
+           "temperature_explorer"]

@@ -1,4 +1,8 @@
-"""The quantization explorer: pick bits and scheme, see the error histogram and the numbers."""
+"""The quantization explorer: pick bits, scheme, granularity, group size and a source tensor; see the error.
+
+Every redraw calls `qlearn.sweep.roundtrip` (the same function a notebook calls directly) and draws
+`qlearn.plots.error_histogram`, so what the widget shows is exactly what the package computes.
+"""
 
 from __future__ import annotations
 
@@ -7,47 +11,115 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import display
 
-from .. import metrics
-from .._validate import check_float_tensor
-from ..granularity import PerTensor
+from .._validate import check_bits, check_bool, check_float_tensor
+from ..granularity import PerChannel, PerGroup, PerTensor
 from ..plots import error_histogram
-from ..primitives import choose_qparams, dequantize, quantize
+from ..sweep import roundtrip
+from ..tensors import sample_tensor
 from ._base import Explorer
 
+GRANULARITIES = ("tensor", "channel", "group")
+GROUP_SIZES = (8, 16, 32, 64, 128)
+SOURCES = {  # label -> qlearn.tensors.sample_tensor name
+    "Gaussian (256 x 512)": "gaussian",
+    "ReLU-like, non-negative (256 x 512)": "relu",
+    "heavy-tailed, a few outliers (256 x 512)": "outliers",
+    "MiniLM weight (384 x 384)": "minilm_weight",
+    "MiniLM activation (tokens x 1536)": "minilm_activation",
+}
+CUSTOM = "custom"
 
-def quantize_report(x: torch.Tensor, bits: int, symmetric: bool, granularity=PerTensor()):
-    """Quantize and dequantize x; return (x_hat, {"mse", "sqnr_db", "max_abs_error"})."""
-    qp = choose_qparams(x, bits, symmetric, granularity)
-    x_hat = dequantize(quantize(x, qp), qp)
-    return x_hat, {"mse": metrics.mse(x, x_hat), "sqnr_db": metrics.sqnr_db(x, x_hat),
-                   "max_abs_error": metrics.max_abs_error(x, x_hat)}
+
+def make_granularity(name: str, group_size: int = 128):
+    """'tensor' -> PerTensor(), 'channel' -> PerChannel(0) (one scale per row), 'group' -> PerGroup(group_size)."""
+    if name == "tensor":
+        return PerTensor()
+    if name == "channel":
+        return PerChannel(0)
+    if name == "group":
+        return PerGroup(group_size)
+    raise ValueError(f"granularity must be one of {', '.join(GRANULARITIES)}, got {name!r}")
 
 
-def quantization_explorer(x: torch.Tensor, bits: int = 8, symmetric: bool = False, title: str = "tensor") -> Explorer:
-    """A widget with a bits slider (2-8) and a scheme toggle that redraws the error histogram of `x`."""
-    check_float_tensor(x)
+def _describe(bits, symmetric, gran_name, group_size) -> str:
+    where = {"tensor": "per tensor", "channel": "per channel (row)", "group": f"per group of {group_size}"}[gran_name]
+    return f"{bits}-bit {'symmetric' if symmetric else 'asymmetric'}, {where}"
+
+
+def quantization_explorer(x: torch.Tensor | None = None, bits: int = 8, symmetric: bool = False,
+                          title: str = "tensor", granularity: str = "tensor", group_size: int = 128,
+                          source: str | None = None) -> Explorer:
+    """A widget: bits (2-8), scheme, granularity, group size and source tensor; redraws the error histogram.
+
+    It prints MSE, SQNR, max |error| and the effective bits per weight, counting an fp16 scale (and an
+    fp16 zero point when asymmetric) per block. `x`, if given, is offered as the source called `title`;
+    `source` picks a sample tensor by name instead (see `qlearn.tensors.SAMPLE_TENSORS`).
+    After each redraw `explorer.last` holds {"mse", "sqnr_db", "max_abs_error", "bits", "symmetric"} (the keys
+    notebook 02 prints) and `explorer.info` holds {"effective_bits", "granularity", "source", "shape"}, or
+    {"error": message} (and `last` is empty) when a setting is impossible for the tensor.
+    Shapes: x (...) any float tensor; group granularity needs its last dim divisible by the group size.
+    """
+    if x is not None:
+        check_float_tensor(x)
+    check_bits(bits)
+    check_bool(symmetric, "symmetric")
+    make_granularity(granularity, group_size)
+    if group_size not in GROUP_SIZES:
+        raise ValueError(f"group_size must be one of {GROUP_SIZES}, got {group_size!r}")
+    options = ([(f"{title} {tuple(x.shape)}", CUSTOM)] if x is not None else []) + list(SOURCES.items())
+    names = [value for _, value in options]
+    if source is None:
+        source = CUSTOM if x is not None else "gaussian"
+    if source not in names:
+        raise ValueError(f"source must be one of {', '.join(names)}, got {source!r}")
+
     bits_w = w.IntSlider(value=bits, min=2, max=8, step=1, description="bits", continuous_update=False)
+    style = {"button_width": "110px", "description_width": "80px"}
     scheme_w = w.ToggleButtons(options=["asymmetric", "symmetric"], value="symmetric" if symmetric else "asymmetric",
-                               description="scheme")
+                               description="scheme", style=style)
+    gran_w = w.ToggleButtons(options=list(GRANULARITIES), value=granularity, description="granularity", style=style)
+    group_w = w.Dropdown(options=list(GROUP_SIZES), value=group_size, description="group size",
+                         disabled=granularity != "group")
+    source_w = w.Dropdown(options=options, value=source, description="tensor", layout=w.Layout(width="420px"))
     readout, out = w.HTML(), w.Output()
-    explorer = Explorer(w.VBox([w.HBox([bits_w, scheme_w]), readout, out]),
-                        {"bits": bits_w, "scheme": scheme_w}, out)
+    box = w.VBox([w.HBox([bits_w, scheme_w]), w.HBox([gran_w, group_w]), source_w, readout, out])
+    controls = {"bits": bits_w, "scheme": scheme_w, "granularity": gran_w, "group_size": group_w, "source": source_w}
+    explorer = Explorer(box, controls, out)
+    explorer.info = {}
 
     def redraw(*_):
-        b, sym = int(bits_w.value), scheme_w.value == "symmetric"
-        x_hat, numbers = quantize_report(x, b, sym)
-        explorer.last = dict(numbers, bits=b, symmetric=sym)
-        readout.value = (f"<b>{b}-bit {scheme_w.value}</b>: MSE {numbers['mse']:.3g}, "
-                         f"SQNR {numbers['sqnr_db']:.1f} dB, max |error| {numbers['max_abs_error']:.3g}")
+        b, sym, gname, g = int(bits_w.value), scheme_w.value == "symmetric", gran_w.value, int(group_w.value)
+        group_w.disabled = gname != "group"
+        tensor = x if source_w.value == CUSTOM else sample_tensor(source_w.value)
+        label = next(lab for lab, value in options if value == source_w.value)
+        what = _describe(b, sym, gname, g)
+        try:
+            gran = make_granularity(gname, g)
+            x_hat, numbers = roundtrip(tensor, b, sym, gran)
+        except ValueError as err:  # e.g. a group size that does not divide a custom tensor's last dim
+            explorer.last, explorer.info = {}, {"error": str(err), "source": source_w.value}
+            readout.value = f"<b>{what}</b>: not possible here: {err}"
+            out.clear_output()
+            explorer.figure = None
+            explorer.calls += 1
+            return
+        explorer.last = {key: numbers[key] for key in ("mse", "sqnr_db", "max_abs_error")}
+        explorer.last.update(bits=b, symmetric=sym)
+        explorer.info = {"effective_bits": numbers["effective_bits"], "granularity": gran, "source": source_w.value,
+                         "shape": tuple(tensor.shape)}
+        meta = "an fp16 scale" + ("" if sym else " and an fp16 zero point")
+        readout.value = (f"<b>{what}</b> on {label}: MSE {numbers['mse']:.3g}, SQNR {numbers['sqnr_db']:.1f} dB, "
+                         f"max |error| {numbers['max_abs_error']:.3g}<br>effective bits per weight "
+                         f"<b>{numbers['effective_bits']:.3f}</b> ({b}-bit codes + {meta} per block)")
         with out:
             out.clear_output(wait=True)
-            fig = error_histogram(x, x_hat, title=f"{title}: {b}-bit {scheme_w.value}")
+            fig = error_histogram(tensor, x_hat, title=f"{label.split(' (')[0]}: {what}")
             display(fig)
             explorer.figure = fig
             plt.close(fig)
         explorer.calls += 1
 
-    bits_w.observe(redraw, names="value")
-    scheme_w.observe(redraw, names="value")
+    for control in controls.values():
+        control.observe(redraw, names="value")
     redraw()
     return explorer

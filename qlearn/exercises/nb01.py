@@ -1,0 +1,46 @@
+"""Exercises of notebook 01 (dtypes and casting)."""
+
+from __future__ import annotations
+
+import torch
+
+from ..dtypes import FLOAT_DTYPES, float_info, model_memory_bytes
+from ._feedback import Feedback, right, wrong
+
+
+def check_memory_bytes(model: torch.nn.Module, answer) -> Feedback:
+    """Exercise 1: the bytes of `model`'s parameters and buffers if cast to bfloat16."""
+    if isinstance(answer, bool) or not isinstance(answer, (int, float)):
+        return wrong(f"answer with a number of bytes, got {answer!r}")
+    expected = model_memory_bytes(model, torch.bfloat16)
+    if int(answer) == expected:
+        return right(f"{expected:,} bytes: every float tensor costs 2 bytes per element, integer buffers keep theirs.")
+    return wrong(f"{int(answer):,} bytes is off by {int(answer) - expected:+,}. Hint: count numel() x bytes per element "
+                 "for parameters AND buffers; only floating-point tensors change size.")
+
+
+def check_smallest_safe_dtype(value: float, answer) -> Feedback:
+    """Exercise 2: the format with the fewest bytes that stores `value` without overflowing to inf
+    (ties broken by precision: more mantissa bits wins)."""
+    if isinstance(answer, torch.dtype):
+        answer = next((n for n, d in FLOAT_DTYPES.items() if d == answer), str(answer))
+    if answer not in FLOAT_DTYPES:
+        return wrong(f"answer with one of {list(FLOAT_DTYPES)}, got {answer!r}")
+    fits = [float_info(n) for n in FLOAT_DTYPES if abs(value) <= float_info(n).max]
+    best = min(fits, key=lambda i: (i.bytes, -i.mantissa_bits))
+    if answer == best.name:
+        return right(f"{best.name} ({best.bytes} bytes, max {best.max:.4g}) holds {value:g}.")
+    info = float_info(answer)
+    if abs(value) > info.max:
+        return wrong(f"{answer} overflows: its largest value is {info.max:.4g} < {abs(value):g}.")
+    return wrong(f"{answer} works but is not the cheapest / most precise choice that fits.")
+
+
+def check_machine_epsilon(dtype_name: str, answer) -> Feedback:
+    """Exercise 3: the gap between 1.0 and the next representable number in `dtype_name`."""
+    if isinstance(answer, bool) or not isinstance(answer, (int, float)):
+        return wrong(f"answer with a number, got {answer!r}")
+    eps = float_info(dtype_name).eps
+    if float(answer) == eps:
+        return right(f"eps = 2^-{float_info(dtype_name).mantissa_bits} = {eps:g} for {dtype_name}.")
+    return wrong(f"{answer:g} is not it. Hint: with m mantissa bits, the number after 1.0 is 1 + 2^-m.")

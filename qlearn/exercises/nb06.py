@@ -1,0 +1,72 @@
+"""Exercises of notebook 06 (quantization-aware training, observers)."""
+
+from __future__ import annotations
+
+import torch
+
+from .. import metrics
+from ..observers import OBSERVERS, make_observer
+from ..primitives import fake_quantize
+from ._feedback import Feedback, right, wrong
+
+
+def outlier_tensor(seed: int = 0) -> torch.Tensor:
+    """Exercise 2's tensor: 4,096 roughly normal values and a handful of large outliers. Shape (4096,)."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(4096, generator=gen)
+    x[torch.randperm(4096, generator=gen)[:6]] = torch.tensor([14.0, -11.0, 17.0, 12.5, -15.0, 20.0])
+    return x
+
+
+def check_round_ste(fn_class) -> Feedback:
+    """Exercise 1: a torch.autograd.Function whose forward is torch.round and whose backward passes
+    the gradient straight through (d round(x) / dx taken as 1)."""
+    if not (isinstance(fn_class, type) and issubclass(fn_class, torch.autograd.Function)):
+        return wrong("pass the class itself, a subclass of torch.autograd.Function (e.g. RoundSTE)")
+    x = torch.linspace(-3.2, 3.2, 33, requires_grad=True)  # includes .5 ties
+    try:
+        y = fn_class.apply(x)
+    except Exception as e:  # the learner's code: report any error as feedback
+        return wrong(f"calling {fn_class.__name__}.apply(x) raised {type(e).__name__}: {e}")
+    if not isinstance(y, torch.Tensor) or y.shape != x.shape or not torch.equal(y.detach(), torch.round(x.detach())):
+        return wrong("forward should return torch.round(x), same shape")
+    weights = torch.arange(33, dtype=torch.float32)
+    try:
+        (y * weights).sum().backward()
+    except Exception as e:
+        return wrong(f"backward raised {type(e).__name__}: {e}")
+    if x.grad is None or not torch.equal(x.grad, weights):
+        return wrong("backward should return grad_output unchanged (the straight-through estimate); "
+                     "autograd's own gradient of round is 0 everywhere, which would stop training")
+    return right("forward rounds, backward lets the gradient through unchanged.")
+
+
+def check_observer_choice(x: torch.Tensor, bits: int, answer: str) -> Feedback:
+    """Exercise 2: the observer (by name) whose range gives `x` the lowest fake-quantization MSE."""
+    if answer not in OBSERVERS:
+        return wrong(f"answer with one of the names {sorted(OBSERVERS)}")
+    errors = {name: metrics.mse(x, fake_quantize(x, qparams=make_observer(name, bits).observe(x).qparams()))
+              for name in OBSERVERS}
+    best = min(errors, key=errors.get)
+    table = ", ".join(f"{n} {e:.3g}" for n, e in sorted(errors.items(), key=lambda kv: kv[1]))
+    if errors[answer] <= errors[best] * (1 + 1e-9):
+        return right(f"{answer} has the lowest MSE at {bits} bits ({table}).")
+    return wrong(f"{answer} gives MSE {errors[answer]:.3g}; another observer does better. "
+                 "Hint: min-max lets the outliers set the step; measure each with metrics.mse.")
+
+
+def check_lsq_init(W: torch.Tensor, bits: int, answer) -> Feedback:
+    """Exercise 3: LSQ's initial step size per output channel, s = 2 mean|W| / sqrt(qmax), shape (out, 1)."""
+    from ..granularity import PerChannel
+    from ..lsq import lsq_init_scale
+
+    if not isinstance(answer, torch.Tensor):
+        return wrong(f"answer with a tensor of shape {(W.shape[0], 1)}, got {type(answer).__name__}")
+    expected = lsq_init_scale(W, bits, PerChannel(0))
+    if answer.shape != expected.shape:
+        return wrong(f"shape {tuple(answer.shape)} should be {tuple(expected.shape)}: one step per output row "
+                     "(mean over dim=1 with keepdim=True)")
+    if torch.allclose(answer.detach().float(), expected, rtol=1e-5, atol=1e-8):
+        return right(f"the initial steps range from {float(expected.min()):.4f} to {float(expected.max()):.4f}.")
+    return wrong(f"values differ. Hint: qmax = 2**(bits - 1) - 1 = {2 ** (bits - 1) - 1} for {bits} bits; "
+                 "use the mean of |W| along each row")

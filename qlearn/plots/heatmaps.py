@@ -1,0 +1,55 @@
+"""Four heatmaps of one small tensor: the original, its integer codes, the reconstruction, and the absolute error."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import torch
+
+from .._validate import check_float_tensor
+from ..primitives import QParams, dequantize, quantize
+
+MAX_SIDE = 32     # larger tensors are unreadable as heatmaps
+ANNOTATE_SIDE = 8  # write the number in each cell up to this size
+
+
+def quantization_heatmaps(x: torch.Tensor, qparams: QParams, title: str | None = None):
+    """Heatmaps of x, q = quantize(x), x_hat = dequantize(q) and |x - x_hat|, each cell annotated when small.
+
+    Shapes: x (rows, cols) with rows, cols <= 32 -> a Figure with 4 Axes (plus colorbars).
+    """
+    check_float_tensor(x)
+    if not isinstance(qparams, QParams):
+        raise TypeError(f"qparams must be a QParams (from choose_qparams), got {type(qparams).__name__}")
+    if x.ndim != 2 or max(x.shape) > MAX_SIDE:
+        raise ValueError(f"x must be a small 2-D tensor (at most {MAX_SIDE} x {MAX_SIDE}), got shape {tuple(x.shape)}")
+    q = quantize(x, qparams)
+    x_hat = dequantize(q, qparams)
+    panels = [("original x", x, "{:.2f}", "RdBu_r"),
+              (f"codes q ({qparams.bits}-bit)", q, "{:d}", "RdBu_r"),
+              ("reconstruction x_hat", x_hat, "{:.2f}", "RdBu_r"),
+              ("|x - x_hat|", (x - x_hat).abs(), "{:.3f}", "Reds")]
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.6))
+    lim = float(x.abs().max())
+    for ax, (name, t, fmt, cmap) in zip(axes, panels):
+        data = t.detach().cpu()
+        if name.startswith("codes"):
+            vmin, vmax = qparams.qmin, qparams.qmax
+        elif cmap == "Reds":
+            vmin, vmax = 0.0, max(float(data.max()), 1e-12)
+        else:
+            vmin, vmax = -lim, lim
+        im = ax.imshow(data.float().numpy(), cmap=cmap, vmin=vmin, vmax=vmax)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+        if max(x.shape) <= ANNOTATE_SIDE:
+            for (i, j), v in zip(torch.cartesian_prod(torch.arange(x.shape[0]), torch.arange(x.shape[1])).tolist(),
+                                 data.flatten().tolist()):
+                dark = abs(im.norm(v) - (0.0 if cmap == "Reds" else 0.5)) > (0.6 if cmap == "Reds" else 0.3)
+                ax.text(j, i, fmt.format(int(v) if fmt == "{:d}" else v), ha="center", va="center", fontsize=7,
+                        color="white" if dark else "black")
+        ax.set_title(name)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    scheme = "symmetric" if qparams.symmetric else "asymmetric"
+    fig.suptitle(title or f"{qparams.bits}-bit {scheme}, {qparams.granularity}")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,43 @@
+"""The observer explorer: pick bits and an observer, see the range it picks and the error."""
+
+from __future__ import annotations
+
+import ipywidgets as w
+import matplotlib.pyplot as plt
+import torch
+from IPython.display import display
+
+from .._validate import check_float_tensor
+from ..observers import OBSERVERS
+from ..plots.qat import observer_ranges, observer_ranges_plot
+from ._base import Explorer
+
+
+def observer_explorer(x: torch.Tensor, bits: int = 4, observer: str = "minmax", title: str = "tensor") -> Explorer:
+    """A bits slider (2-8) and an observer dropdown that redraw `observer_ranges_plot` for `x`."""
+    check_float_tensor(x)
+    if observer not in OBSERVERS:
+        raise ValueError(f"observer must be one of {sorted(OBSERVERS)}, got {observer!r}")
+    bits_w = w.IntSlider(value=bits, min=2, max=8, step=1, description="bits", continuous_update=False)
+    obs_w = w.Dropdown(options=list(OBSERVERS), value=observer, description="observer")
+    readout, out = w.HTML(), w.Output()
+    explorer = Explorer(w.VBox([w.HBox([bits_w, obs_w]), readout, out]), {"bits": bits_w, "observer": obs_w}, out)
+
+    def redraw(*_):
+        b, name = int(bits_w.value), obs_w.value
+        ranges = observer_ranges(x, b, False, (name,))
+        r = ranges[name]
+        explorer.last = dict(r, bits=b, observer=name)
+        readout.value = f"<b>{name}, {b} bits</b>: range [{r['lo']:.3g}, {r['hi']:.3g}], MSE {r['mse']:.3g}"
+        with out:
+            out.clear_output(wait=True)
+            fig = observer_ranges_plot(x, b, False, (name,), title=title, ranges=ranges)
+            display(fig)
+            explorer.figure = fig
+            plt.close(fig)
+        explorer.calls += 1
+
+    bits_w.observe(redraw, names="value")
+    obs_w.observe(redraw, names="value")
+    redraw()
+    return explorer
