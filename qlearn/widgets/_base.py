@@ -16,6 +16,19 @@ class Explorer:
         self.figure = None
         self.calls = 0
 
+    def show(self, fig) -> None:
+        """Replace the picture in the Output widget with `fig`, and remember it as `figure`.
+
+        The outputs are set directly rather than captured with `with output:` and `clear_output`:
+        the capture context was seen to stall notebook execution (nbclient) for minutes.
+        """
+        import matplotlib.pyplot as plt
+
+        self.output.outputs = ()
+        self.output.append_display_data(fig)
+        self.figure = fig
+        plt.close(fig)
+
     def _ipython_display_(self):
         from IPython.display import display
 

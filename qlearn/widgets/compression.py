@@ -5,9 +5,7 @@ from __future__ import annotations
 import copy
 
 import ipywidgets as w
-import matplotlib.pyplot as plt
 import torch
-from IPython.display import display
 from torch import nn
 
 from .._validate import check_float_tensor
@@ -49,12 +47,7 @@ def sparsity_explorer(model: nn.Module, data: Digits, layer: str, sparsity_perce
         explorer.last = {"sparsity": s, "scope": scope, "accuracy": acc, "layer_sparsity": layer_sparsity}
         readout.value = (f"<b>{scope} pruning at {s:.0%}</b>: layer {layer!r} loses {layer_sparsity:.1%} of its "
                          f"weights; test accuracy without fine-tuning {acc:.1f} %")
-        with out:
-            out.clear_output(wait=True)
-            fig = weight_histogram(W, W_s != 0, title=f"layer {layer!r}, {scope} pruning at {s:.0%}")
-            display(fig)
-            explorer.figure = fig
-            plt.close(fig)
+        explorer.show(weight_histogram(W, W_s != 0, title=f"layer {layer!r}, {scope} pruning at {s:.0%}"))
         explorer.calls += 1
 
     s_w.observe(redraw, names="value")
@@ -81,12 +74,7 @@ def temperature_explorer(logits: torch.Tensor, T: float = 4) -> Explorer:
         explorer.last = {"T": T_now, "top_probability": float(p.max()), "entropy": entropy}
         readout.value = (f"<b>T = {T_now:g}</b>: top class {float(p.max()):.3f}, "
                          f"entropy {entropy:.2f} nats (uniform: {float(torch.log(torch.tensor(float(len(p))))):.2f})")
-        with out:
-            out.clear_output(wait=True)
-            fig = soft_targets(logits, sorted({1, T_now}))
-            display(fig)
-            explorer.figure = fig
-            plt.close(fig)
+        explorer.show(soft_targets(logits, sorted({1, T_now})))
         explorer.calls += 1
 
     T_w.observe(redraw, names="value")

@@ -7,9 +7,7 @@ Every redraw calls `qlearn.sweep.roundtrip` (the same function a notebook calls 
 from __future__ import annotations
 
 import ipywidgets as w
-import matplotlib.pyplot as plt
 import torch
-from IPython.display import display
 
 from .._validate import check_bits, check_bool, check_float_tensor
 from ..granularity import PerChannel, PerGroup, PerTensor
@@ -99,7 +97,7 @@ def quantization_explorer(x: torch.Tensor | None = None, bits: int = 8, symmetri
         except ValueError as err:  # e.g. a group size that does not divide a custom tensor's last dim
             explorer.last, explorer.info = {}, {"error": str(err), "source": source_w.value}
             readout.value = f"<b>{what}</b>: not possible here: {err}"
-            out.clear_output()
+            out.outputs = ()
             explorer.figure = None
             explorer.calls += 1
             return
@@ -111,12 +109,7 @@ def quantization_explorer(x: torch.Tensor | None = None, bits: int = 8, symmetri
         readout.value = (f"<b>{what}</b> on {label}: MSE {numbers['mse']:.3g}, SQNR {numbers['sqnr_db']:.1f} dB, "
                          f"max |error| {numbers['max_abs_error']:.3g}<br>effective bits per weight "
                          f"<b>{numbers['effective_bits']:.3f}</b> ({b}-bit codes + {meta} per block)")
-        with out:
-            out.clear_output(wait=True)
-            fig = error_histogram(tensor, x_hat, title=f"{label.split(' (')[0]}: {what}")
-            display(fig)
-            explorer.figure = fig
-            plt.close(fig)
+        explorer.show(error_histogram(tensor, x_hat, title=f"{label.split(' (')[0]}: {what}"))
         explorer.calls += 1
 
     for control in controls.values():

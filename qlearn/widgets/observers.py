@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import ipywidgets as w
-import matplotlib.pyplot as plt
 import torch
-from IPython.display import display
 
 from .._validate import check_float_tensor
 from ..observers import OBSERVERS
@@ -29,12 +27,7 @@ def observer_explorer(x: torch.Tensor, bits: int = 4, observer: str = "minmax", 
         r = ranges[name]
         explorer.last = dict(r, bits=b, observer=name)
         readout.value = f"<b>{name}, {b} bits</b>: range [{r['lo']:.3g}, {r['hi']:.3g}], MSE {r['mse']:.3g}"
-        with out:
-            out.clear_output(wait=True)
-            fig = observer_ranges_plot(x, b, False, (name,), title=title, ranges=ranges)
-            display(fig)
-            explorer.figure = fig
-            plt.close(fig)
+        explorer.show(observer_ranges_plot(x, b, False, (name,), title=title, ranges=ranges))
         explorer.calls += 1
 
     bits_w.observe(redraw, names="value")
