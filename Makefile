@@ -48,6 +48,8 @@ execute-notebooks: install
 
 bench: install
 	$(BIN)/python benchmarks/bench_linear.py
+	$(BIN)/python benchmarks/bench_qat.py
+	$(BIN)/python benchmarks/bench_compression.py
 
 # Debian's chromium for the browser test (Playwright's own browser download is not used).
 chromium:
