@@ -19,3 +19,20 @@ def _seed():
 
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models: one thread avoids OpenMP spin-waits that make a busy 2-core machine many times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def data():
+    """The digits split every training test shares."""
+    from qlearn import digits
+
+    return digits.load_digits()

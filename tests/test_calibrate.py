@@ -9,13 +9,7 @@ from qlearn.calibrate import calibrate
 from qlearn.observers import MinMaxObserver, PercentileObserver
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids thread-pool overhead (large on a busy machine). Restored afterwards."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_model():

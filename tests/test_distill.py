@@ -14,13 +14,7 @@ from tests.conftest import DEVICES
 from qlearn.distill import distill, distillation_loss, soft_target_loss
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: one thread avoids OpenMP spin-waits that make a busy 2-core machine many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _logits(seed, batch=8, classes=10, spread=3.0):
@@ -74,11 +68,6 @@ def test_alpha_blends_soft_and_hard_losses():
     assert torch.allclose(distillation_loss(z_s, z_t, y, T=3.0, alpha=1.0), soft_target_loss(z_s, z_t, 3.0))
     mix = 0.3 * soft_target_loss(z_s, z_t, 3.0) + 0.7 * F.cross_entropy(z_s, y)
     assert torch.allclose(distillation_loss(z_s, z_t, y, T=3.0, alpha=0.3), mix)
-
-
-@pytest.fixture(scope="module")
-def data():
-    return digits.load_digits()
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,7 @@ from qlearn.observers import (MinMaxObserver, MovingAverageMinMaxObserver, MSEOb
                               make_observer, qparams_from_range)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids thread-pool overhead (large on a busy machine). Restored afterwards."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 GRANULARITIES = [PerTensor(), PerChannel(0), PerChannel(1), PerGroup(4), PerToken()]

@@ -26,18 +26,7 @@ MLP_PAIRS = [("0", "2"), ("2", "4")]
 CNN_PAIRS = [("1", "3"), ("3", "7")]  # Conv -> Conv, then Conv -> MaxPool -> Flatten -> Linear
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: one thread avoids OpenMP spin-waits that make a busy 2-core machine many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def data():
-    return digits.load_digits()
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -13,13 +13,7 @@ from qlearn.observers import make_observer
 from qlearn.qat import QATLinear, convert, prepare_qat, qat_layers, recalibrate
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids thread-pool overhead (large on a busy machine). Restored afterwards."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 CONFIGS = [(8, True, PerChannel(0)), (4, False, PerChannel(0)), (3, True, PerGroup(8)), (2, False, PerTensor())]

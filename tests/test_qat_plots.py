@@ -15,13 +15,7 @@ from qlearn.plots.qat import accuracy_vs_bits_plot, observer_ranges, observer_ra
 from qlearn.widgets.observers import observer_explorer  # noqa: E402
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids thread-pool overhead (large on a busy machine). Restored afterwards."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_ste_plot_draws_the_autograd_gradient():
