@@ -97,6 +97,10 @@ def train(model: nn.Module, data: Digits, epochs: int = 30, lr: float = 1e-3, ba
 @torch.no_grad()
 def accuracy(model: nn.Module, data: Digits, split: str = "test") -> float:
     """Fraction of correctly classified digits in `split` ('train' or 'test'), as a percentage."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(data, Digits):
+        raise TypeError("data must be a Digits split from load_digits()")
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     X, y = (data.X_test, data.y_test) if split == "test" else (data.X_train, data.y_train)

@@ -175,6 +175,11 @@ FAST_PATHS = (("int4_cpu", _int4_applies, _int4_forward),
 
 def select_name(layer, x) -> str:
     """Which path `layer(x)` takes with kernel="auto": a FAST_PATHS name, or "reference"."""
+    from .nn import QuantLinear
+
+    if not isinstance(layer, QuantLinear) or not isinstance(x, torch.Tensor):
+        raise TypeError(f"select_name needs a QuantLinear and an input tensor, got {type(layer).__name__} "
+                        f"and {type(x).__name__}")
     if getattr(layer, "kernel", "auto") != "reference" and x.numel():
         for name, applies, _ in FAST_PATHS:
             if applies(layer, x):

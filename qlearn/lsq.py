@@ -22,6 +22,7 @@ import math
 
 import torch
 
+from ._validate import check_bits, check_float_tensor
 from .granularity import Granularity
 from .primitives import QParams, fake_quantize, qrange
 
@@ -33,6 +34,7 @@ def lsq_init_scale(W: torch.Tensor, bits: int, granularity: Granularity) -> torc
     """
     from .observers import block_rows
 
+    check_bits(bits)
     rows, stats_shape = block_rows(W.detach().float().abs(), granularity)  # (n_blocks, elements)
     s = 2 * rows.mean(dim=1) / math.sqrt(qrange(bits)[1])  # (n_blocks,)
     return s.clamp(min=torch.finfo(torch.float32).eps).reshape(stats_shape)
@@ -74,6 +76,8 @@ def lsq_fake_quantize(W: torch.Tensor, scale: torch.Tensor, bits: int, granulari
 
     Shapes: W (...), scale `granularity.stats_shape(W.shape)` -> W_hat (...).
     """
+    check_float_tensor(W, "W")
+    check_float_tensor(scale, "scale")
     qp = lsq_qparams(scale, bits, granularity, W.dtype)
     qp.check_fits(W.shape, "weight")
     per_scale = W.numel() // scale.numel()

@@ -53,6 +53,8 @@ def block_rows(x: torch.Tensor, granularity: Granularity) -> tuple[torch.Tensor,
 
     Shapes: x (...) -> rows (n_blocks, elements_per_block), stats_shape (n_blocks elements).
     """
+    check_float_tensor(x)
+    check_granularity(granularity).check(x.shape)
     xb = granularity.to_blocks(x)  # block view, e.g. (out, in/g, g)
     dims = granularity.reduce_dims(xb.ndim)
     keep = [d for d in range(xb.ndim) if d not in dims]

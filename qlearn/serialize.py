@@ -28,6 +28,8 @@ FORMAT = "qlearn-quantized/1"
 
 def layer_config(layer: QuantLinear) -> dict:
     """A QuantLinear's constructor arguments as plain JSON-able values."""
+    if not isinstance(layer, QuantLinear):
+        raise TypeError(f"layer must be a QuantLinear, got {type(layer).__name__}")
     return {"in_features": layer.in_features, "out_features": layer.out_features, "bits": layer.bits,
             "granularity": granularity_to_dict(layer.granularity), "symmetric": layer.symmetric,
             "bias": layer.bias is not None, "activations": layer.activations,

@@ -85,6 +85,8 @@ def accuracy_vs_bits_plot(bits: list[int], curves: dict[str, list[float]], fp32:
 
     Shapes: bits (k,), each curve (k,) in percent -> a Figure with one Axes.
     """
+    if not isinstance(bits, (list, tuple)) or not isinstance(curves, dict) or not isinstance(fp32, (int, float)):
+        raise TypeError("bits must be a list of ints, curves a dict {label: [accuracy per bit width]}, fp32 a number")
     if not curves or any(len(v) != len(bits) for v in curves.values()):
         raise ValueError("curves must be a non-empty dict of lists, each as long as bits")
     fig, ax = plt.subplots(figsize=(6, 3.4))
