@@ -1,0 +1,20 @@
+"""The LLM quantization methods of notebooks 08-10, one module per paper.
+
+Weight methods (notebook 08) share one entry point and return an object with `.dequantize()`
+and `.nbytes`, so a notebook can line them up in one loop:
+
+    qw = qlearn.methods.gptq.quantize_weight(W, X, bits=4, group_size=128)  # W (out, in); X (tokens, in) or None
+    W_hat = qw.dequantize()                                                 # (out, in), W's dtype
+
+    rtn    round to nearest, min-max per group: the baseline the others build on
+    nf4    QLoRA's 4-bit NormalFloat with block absmax, optional double quantization
+    hqq    Half-Quadratic Quantization: a data-free lp-loss solver for the zero point
+    gptq   GPTQ: column-by-column rounding with second-order error feedback (Algorithm 1)
+    awq    AWQ: activation-aware per-channel scales searched on calibration data
+
+Activation methods (notebook 09): llm_int8 (mixed-precision decomposition of outlier columns)
+and smoothquant (migrating activation range into the weights). Fine-tuning (notebook 10): lora.
+
+This layer sits on top: it may import core, inference, training and data, never the teaching
+face (plots, widgets, exercises).
+"""
