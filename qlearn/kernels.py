@@ -26,6 +26,13 @@ accumulates exactly in int32 and differs only by float32 rounding (about 1e-6).
 A kernel's own weight layout is built on first use and kept in `layer._cache` (not saved, not
 counted by `model_size_bytes`). The fast paths are inference only: an input that needs a
 gradient takes the reference path.
+
+Memory layout: every tensor handed to a fused kernel goes through `aligned` first, so it is
+contiguous and starts on a 64-byte boundary. The AVX-512 int8 kernel reads its weight with
+aligned vector loads and crashes the process on a tensor that starts anywhere else, and a
+tensor can: safetensors returns views into the file at whatever offset the header leaves, and
+a slice or `torch.frombuffer` starts wherever it starts. Realigning is one copy, made once per
+weight (kept in the cache) and only for an input that needs it.
 """
 
 from __future__ import annotations
@@ -38,6 +45,27 @@ from .granularity import PerChannel, PerGroup, PerToken
 from .primitives import choose_qparams, quantize
 
 INT4_GROUP_SIZES = (32, 64, 128, 256)
+ALIGNMENT = 64  # bytes: one cache line, the widest vector load (AVX-512) of any CPU kernel
+
+
+def is_aligned(t: torch.Tensor) -> bool:
+    """True when `t` is contiguous and its first element starts on an ALIGNMENT-byte boundary."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"is_aligned needs a tensor, got {type(t).__name__}")
+    return t.is_contiguous() and t.data_ptr() % ALIGNMENT == 0
+
+
+def aligned(t: torch.Tensor) -> torch.Tensor:
+    """`t` itself when it is contiguous and aligned, else a contiguous copy in fresh (aligned) memory.
+
+    PyTorch's allocators return ALIGNMENT-byte aligned blocks, so a fresh tensor is always aligned.
+    Shapes: unchanged.
+    """
+    if is_aligned(t) or t.numel() == 0:
+        return t
+    out = torch.empty(t.shape, dtype=t.dtype, device=t.device)  # fresh block, contiguous
+    out.copy_(t)
+    return out
 
 
 def _cached(layer, name: str, device, build):
@@ -68,16 +96,16 @@ def _int4_applies(layer, x) -> bool:
 
 def _int4_layout(layer):
     u = (layer.codes().to(torch.int32) + 8).contiguous()  # (out, in), 0..15
-    packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(u, 1)  # opaque uint8 layout
+    packed = aligned(torch.ops.aten._convert_weight_to_int4pack_for_cpu(u, 1))  # opaque uint8 layout
     scale = layer.scale  # (out, in/g, 1)
     zero = -scale * layer.zero_point.to(scale.dtype)  # (out, in/g, 1): the kernel's float zero
     scale_and_zero = torch.cat([scale, zero], dim=-1).transpose(0, 1).contiguous()  # (in/g, out, 2)
-    return packed, scale_and_zero.to(torch.bfloat16)
+    return packed, aligned(scale_and_zero.to(torch.bfloat16))
 
 
 def _int4_forward(layer, x):
     packed, scale_and_zero = _cached(layer, "int4_cpu", x.device, lambda: _int4_layout(layer))
-    x2 = x.reshape(-1, layer.in_features).to(torch.bfloat16).contiguous()  # (tokens, in)
+    x2 = aligned(x.reshape(-1, layer.in_features).to(torch.bfloat16))  # (tokens, in)
     y = torch.ops.aten._weight_int4pack_mm_for_cpu(x2, packed, layer.granularity.group_size, scale_and_zero)
     return _finish(layer, y, x)  # (..., out)
 
@@ -90,9 +118,10 @@ def _int8_applies(layer, x) -> bool:
 
 
 def _int8_forward(layer, x):
-    scale = _cached(layer, "int8_cpu", x.device, lambda: layer.scale.reshape(-1).to(torch.bfloat16))  # (out,)
-    x2 = x.reshape(-1, layer.in_features).to(torch.bfloat16).contiguous()  # (tokens, in)
-    y = torch.ops.aten._weight_int8pack_mm(x2, layer.weight_q, scale)  # (tokens, out)
+    W_q, scale = _cached(layer, "int8_cpu", x.device, lambda: (
+        aligned(layer.weight_q), aligned(layer.scale.reshape(-1).to(torch.bfloat16))))  # (out, in), (out,)
+    x2 = aligned(x.reshape(-1, layer.in_features).to(torch.bfloat16))  # (tokens, in)
+    y = torch.ops.aten._weight_int8pack_mm(x2, W_q, scale)  # (tokens, out)
     return _finish(layer, y, x)
 
 
@@ -124,7 +153,7 @@ def _fbgemm_layout(layer):
     with warnings.catch_warnings():  # the quantized-tensor constructors are deprecated but still the API
         warnings.simplefilter("ignore")
         W_q = torch._make_per_channel_quantized_tensor(
-            layer.weight_q.contiguous(), layer.scale.reshape(-1).double(),
+            aligned(layer.weight_q), layer.scale.reshape(-1).double(),
             torch.zeros(layer.out_features, dtype=torch.long), 0)
         return torch.ops.quantized.linear_prepack(W_q, None)
 
@@ -153,8 +182,8 @@ def _w8a8_forward(layer, x):
     qp = choose_qparams(x2, bits=layer.activations, symmetric=True, granularity=PerToken())  # scale (tokens, 1)
     X_q = quantize(x2, qp)  # (tokens, in) int8 codes of `activations` bits
     if _int_mm_fast(x):
-        W_t = _cached(layer, "w8a8_int_mm", x.device, lambda: layer.weight_q.t())  # (in, out)
-        Y = torch._int_mm(X_q, W_t).float() * layer.scale.reshape(1, -1)  # (tokens, out)
+        W_t = _cached(layer, "w8a8_int_mm", x.device, lambda: aligned(layer.weight_q).t())  # (in, out) view
+        Y = torch._int_mm(aligned(X_q), W_t).float() * layer.scale.reshape(1, -1)  # (tokens, out)
     else:
         Y = _w8a8_fbgemm(layer, X_q, layer.activations)
     return _finish(layer, Y * qp.scale, x)

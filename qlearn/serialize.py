@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from .granularity import PerChannel, PerGroup, PerTensor
+from .kernels import aligned
 from .nn import QuantLinear
 
 FORMAT = "qlearn-quantized/1"
@@ -146,7 +147,9 @@ def load_quantized(skeleton: nn.Module, path, kernel: str = "auto") -> nn.Module
     for name, (t, is_param) in expected.items():
         source = aliases.get(name, name)
         if source not in made:
-            made[source] = nn.Parameter(tensors[source], requires_grad=t.requires_grad) if is_param else tensors[source]
+            # safetensors hands back views into the file at the header's offsets: realign them (see kernels.aligned)
+            saved = aligned(tensors[source])
+            made[source] = nn.Parameter(saved, requires_grad=t.requires_grad) if is_param else saved
         module_name, _, attr = name.rpartition(".")
         module = model.get_submodule(module_name)
         (module._parameters if is_param else module._buffers)[attr] = made[source]
