@@ -1,14 +1,23 @@
 # Two commands for a fresh machine (see README.md):
 #   make lab   - set up .venv and open the course in JupyterLab
-#   make test  - set up .venv and run every test: unit tests, pytest --nbval over all notebooks,
-#                the real-browser widget test, and `make test-colab` (Colab's widget stack)
+#   make test  - set up .venv and run every test: unit tests, pytest --nbval over all notebooks under
+#                three numeric configurations, the real-browser widget test, and `make test-colab`
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.qlearn-installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
-NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+# A cell that runs longer than this fails (and a cell whose kernel dies fails at once: notebooks/conftest.py).
+NBVAL_TIMEOUT := --nbval-cell-timeout=300 --nbval-kernel-startup-timeout=120
+NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg $(NBVAL_TIMEOUT)
+
+# The compared notebook outputs must not depend on the CPU. These three settings make one machine compute
+# floats three ways (MKL's sgemm path, PyTorch's vector kernels, oneDNN's ISA, the thread count);
+# `make notebooks-portable` checks that they really differ, then runs nbval under each.
+NUMERIC_CONFIG_1 :=
+NUMERIC_CONFIG_2 := MKL_CBWR=COMPATIBLE ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 OMP_NUM_THREADS=1
+NUMERIC_CONFIG_3 := MKL_CBWR=SSE4_2 ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 OMP_NUM_THREADS=2
 
 VENV_COLAB ?= .venv-colab
 COLAB_BIN := $(VENV_COLAB)/bin
@@ -16,7 +25,8 @@ COLAB_STAMP := $(VENV_COLAB)/.qlearn-installed
 CHROMIUM ?= /usr/bin/chromium
 SUDO := $(shell test "$$(id -u)" -eq 0 || echo sudo)
 
-.PHONY: install lab test unit notebooks execute-notebooks bench clean chromium test-browser install-colab test-colab
+.PHONY: install lab test unit notebooks notebooks-portable execute-notebooks bench clean chromium test-browser \
+	install-colab test-colab
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,7 +43,8 @@ lab: install
 	$(BIN)/jupyter lab $(ROOT_FLAG) notebooks/00_start_here.ipynb
 
 test: install chromium
-	QLEARN_REQUIRE_BROWSER=1 $(BIN)/python -m pytest tests notebooks $(NBVAL)
+	QLEARN_REQUIRE_BROWSER=1 $(BIN)/python -m pytest tests
+	$(MAKE) --no-print-directory notebooks-portable
 	$(MAKE) --no-print-directory test-colab
 
 unit: install
@@ -41,6 +52,16 @@ unit: install
 
 notebooks: install
 	$(BIN)/python -m pytest notebooks $(NBVAL)
+
+# nbval on every notebook under each numeric configuration, against the same stored outputs.
+notebooks-portable: install
+	$(BIN)/python scripts/numeric_fingerprint.py --compare "$(NUMERIC_CONFIG_1)" "$(NUMERIC_CONFIG_2)" "$(NUMERIC_CONFIG_3)"
+	@echo "== nbval, numeric configuration 1: native"
+	$(NUMERIC_CONFIG_1) $(BIN)/python -m pytest notebooks $(NBVAL)
+	@echo "== nbval, numeric configuration 2: $(NUMERIC_CONFIG_2)"
+	env $(NUMERIC_CONFIG_2) $(BIN)/python -m pytest notebooks $(NBVAL)
+	@echo "== nbval, numeric configuration 3: $(NUMERIC_CONFIG_3)"
+	env $(NUMERIC_CONFIG_3) $(BIN)/python -m pytest notebooks $(NBVAL)
 
 # Re-run every notebook top to bottom in a fresh kernel and store its outputs (maintainers).
 execute-notebooks: install
@@ -74,7 +95,7 @@ install-colab: $(COLAB_STAMP)
 # Notebook 6.5, whose widgetsnbextension is the ipywidgets 7.7.1 frontend (JupyterLab 4 renders only 8).
 test-colab: install-colab install chromium
 	QLEARN_COLAB_ENV=1 $(COLAB_BIN)/python -m pytest tests/colab tests/test_stamp_colab.py \
-		$(wildcard tests/test_widget*.py) notebooks --nbval-lax --nbval-current-env
+		$(wildcard tests/test_widget*.py) notebooks --nbval-lax --nbval-current-env $(NBVAL_TIMEOUT)
 	QLEARN_REQUIRE_BROWSER=1 QLEARN_COLAB_PYTHON=$(abspath $(COLAB_BIN)/python) \
 		$(BIN)/python -m pytest tests/browser -v -k colab
 
