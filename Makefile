@@ -95,7 +95,7 @@ install-colab: $(COLAB_STAMP)
 # Notebook 6.5, whose widgetsnbextension is the ipywidgets 7.7.1 frontend (JupyterLab 4 renders only 8).
 test-colab: install-colab install chromium
 	QLEARN_COLAB_ENV=1 $(COLAB_BIN)/python -m pytest tests/colab tests/test_stamp_colab.py \
-		$(wildcard tests/test_widget*.py) notebooks --nbval-lax --nbval-current-env $(NBVAL_TIMEOUT)
+		tests/widgets notebooks --nbval-lax --nbval-current-env $(NBVAL_TIMEOUT)
 	QLEARN_REQUIRE_BROWSER=1 QLEARN_COLAB_PYTHON=$(abspath $(COLAB_BIN)/python) \
 		$(BIN)/python -m pytest tests/browser -v -k colab
 

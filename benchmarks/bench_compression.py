@@ -13,10 +13,10 @@ import copy
 import torch
 
 import qlearn
-from qlearn import digits
-from qlearn.prune import prune_model, remove_masks
-from qlearn.prune_structured import prune_units
-from qlearn.timing import median_ms
+from qlearn.data import digits
+from qlearn.compression.prune import prune_model, remove_masks
+from qlearn.compression.structured import prune_units
+from qlearn.teaching.timing import median_ms
 
 
 def main():

@@ -18,8 +18,9 @@ import warnings
 import torch
 from torch import nn
 
-from qlearn import PerChannel, PerGroup, QuantLinear, kernels, model_size_bytes
-from qlearn.timing import median_ms
+from qlearn import PerChannel, PerGroup, QuantLinear, model_size_bytes
+from qlearn.inference import kernels
+from qlearn.teaching.timing import median_ms
 
 # the targets on a 2-core laptop: time or bytes as a fraction of float32
 TARGETS = {("int4 g128", 1): 0.25, ("int8", 1): 0.6, ("W8A8", 64): 0.35}

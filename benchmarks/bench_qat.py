@@ -10,8 +10,8 @@ import time
 
 import torch
 
-from qlearn import digits
-from qlearn.qat import prepare_qat
+from qlearn.data import digits
+from qlearn.training.qat import prepare_qat
 
 
 def per_epoch(model, data, epochs):

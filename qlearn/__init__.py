@@ -1,12 +1,16 @@
-"""qlearn: the quantization code behind the qlearn course. This file only re-exports the public API."""
+"""qlearn: the quantization code behind the qlearn course. This file only re-exports the public API.
 
-from . import (bits, calibrate, compare, distill, dtypes, metrics, models, observers, packing, plots, prune, qat,
-               sweep, tensors)
-from .granularity import Granularity, PerChannel, PerGroup, PerTensor, PerToken
-from .nn import QuantLinear
-from .primitives import QParams, choose_qparams, dequantize, fake_quantize, qrange, quantize
-from .quantize_model import QuantizeReport, model_size_bytes, quantize_model, register_method
-from .serialize import load_quantized, save_quantized
+The package is laid out by course stage, in layers that import only downward:
+core (01-04) and data at the bottom; inference (05) and compression (07); training (06); methods (08-10);
+and on top the teaching face that only notebooks use: teaching, plots, widgets, exercises.
+"""
+
+from . import compression, core, data, inference, methods, plots, teaching, training
+from .core.granularity import Granularity, PerChannel, PerGroup, PerTensor, PerToken
+from .core.primitives import QParams, choose_qparams, dequantize, fake_quantize, qrange, quantize
+from .inference.linear import QuantLinear
+from .inference.quantize_model import QuantizeReport, model_size_bytes, quantize_model, register_method
+from .inference.serialize import load_quantized, save_quantized
 
 __version__ = "0.1.0"
 
@@ -15,6 +19,5 @@ __all__ = [
     "QParams", "choose_qparams", "quantize", "dequantize", "fake_quantize", "qrange",
     "QuantLinear", "quantize_model", "model_size_bytes", "QuantizeReport", "register_method",
     "save_quantized", "load_quantized",
-    "bits", "calibrate", "compare", "distill", "dtypes", "metrics", "models", "observers", "packing", "plots",
-    "prune", "qat", "sweep", "tensors",
+    "core", "data", "inference", "training", "compression", "methods", "teaching", "plots",
 ]

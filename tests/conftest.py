@@ -33,6 +33,6 @@ def one_thread():
 @pytest.fixture(scope="session")
 def data():
     """The digits split every training test shares."""
-    from qlearn import digits
+    from qlearn.data import digits
 
     return digits.load_digits()

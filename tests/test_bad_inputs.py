@@ -4,7 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from qlearn import PerChannel, digits, kernels, lsq, observers, serialize
+from qlearn import PerChannel
+from qlearn.data import digits
+from qlearn.inference import kernels, serialize
+from qlearn.training import lsq, observers
 from qlearn.plots.qat import accuracy_vs_bits_plot
 
 CASES = [

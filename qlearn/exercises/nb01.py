@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..dtypes import FLOAT_DTYPES, float_info, model_memory_bytes
+from ..core.dtypes import FLOAT_DTYPES, float_info, model_memory_bytes
 from ._feedback import Feedback, right, wrong
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ..primitives import choose_qparams, dequantize, quantize
-from ..metrics import sqnr_db
+from ..core.primitives import choose_qparams, dequantize, quantize
+from ..core.metrics import sqnr_db
 from ._feedback import Feedback, right, wrong
 
 

@@ -6,9 +6,9 @@ import math
 
 import torch
 
-from ..primitives import choose_qparams, dequantize, quantize
-from ..sweep import roundtrip
-from ..tensors import sample_tensor
+from ..core.primitives import choose_qparams, dequantize, quantize
+from ..teaching.sweep import roundtrip
+from ..data.tensors import sample_tensor
 from ._feedback import Feedback, right, wrong
 
 # Exercises 1 and 2 use this tensor.
@@ -66,4 +66,4 @@ def check_relu_ratio(ratio) -> Feedback:
                      "about twice the step, about 4x the squared error.")
     if math.isclose(r, 1 / want, rel_tol=0.01):
         return wrong("you divided the other way round: symmetric MSE on top.")
-    return wrong("use qlearn.sweep.roundtrip(x, 4, symmetric)[1]['mse'] for both schemes on sample_tensor('relu').")
+    return wrong("use qlearn.teaching.sweep.roundtrip(x, 4, symmetric)[1]['mse'] for both schemes on sample_tensor('relu').")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 
-from ..bits import effective_bits
-from ..granularity import Granularity, PerGroup
-from ..sweep import roundtrip
-from ..tensors import sample_tensor
+from ..core.bits import effective_bits
+from ..core.granularity import Granularity, PerGroup
+from ..teaching.sweep import roundtrip
+from ..data.tensors import sample_tensor
 from ._feedback import Feedback, right, wrong
 
 TARGET_SQNR_DB = 20.0

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from .. import packing
-from ..granularity import PerGroup
-from ..nn import QuantLinear
-from ..quantize_model import model_size_bytes
+from ..inference import packing
+from ..core.granularity import PerGroup
+from ..inference.linear import QuantLinear
+from ..inference.quantize_model import model_size_bytes
 from ._feedback import Feedback, right, wrong
 
 
@@ -41,7 +41,7 @@ def check_pack_pair(pack_pair) -> Feedback:
             if got != expected:
                 return _report(False, "", f"pack_pair({q0}, {q1}) gave {got!r}, expected {expected} "
                                f"(0b{expected:08b}). Shift each code by +8 first, then put q1 in the high nibble.")
-    return _report(True, "all 256 pairs match qlearn.packing.pack.", "")
+    return _report(True, "all 256 pairs match qlearn.inference.packing.pack.", "")
 
 
 def check_naive_traffic(answer) -> Feedback:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from .. import metrics
-from ..observers import OBSERVERS, make_observer
-from ..primitives import fake_quantize
+from ..core import metrics
+from ..training.observers import OBSERVERS, make_observer
+from ..core.primitives import fake_quantize
 from ._feedback import Feedback, right, wrong
 
 
@@ -57,8 +57,8 @@ def check_observer_choice(x: torch.Tensor, bits: int, answer: str) -> Feedback:
 
 def check_lsq_init(W: torch.Tensor, bits: int, answer) -> Feedback:
     """Exercise 3: LSQ's initial step size per output channel, s = 2 mean|W| / sqrt(qmax), shape (out, 1)."""
-    from ..granularity import PerChannel
-    from ..lsq import lsq_init_scale
+    from ..core.granularity import PerChannel
+    from ..training.lsq import lsq_init_scale
 
     if not isinstance(answer, torch.Tensor):
         return wrong(f"answer with a tensor of shape {(W.shape[0], 1)}, got {type(answer).__name__}")

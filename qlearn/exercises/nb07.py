@@ -6,9 +6,9 @@ import math
 
 import torch
 
-from ..distill import soft_target_loss
-from ..prune import magnitude_prune
-from ..prune_schedule import sparsity_schedule
+from ..compression.distill import soft_target_loss
+from ..compression.prune import magnitude_prune
+from ..compression.schedules import sparsity_schedule
 from ._feedback import Feedback, right, wrong
 
 _CASES = [((8, 8), 0.5), ((16, 4), 0.75), ((5, 7), 0.3), ((7, 3), 0.6), ((3, 3), 0.0), ((10, 10), 0.99)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import torch
 
-from .._validate import check_bool, check_float_tensor
+from ..core.validation import check_bool, check_float_tensor
 
 
 def channel_ranges(W: torch.Tensor, sort: bool = False, title: str = "per-channel ranges"):

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import torch
 
-from .._validate import check_float_tensor
+from ..core.validation import check_float_tensor
 
 
 def weight_histogram(W: torch.Tensor, keep: torch.Tensor, title: str | None = None, bins: int = 80):

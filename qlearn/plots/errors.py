@@ -5,8 +5,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import torch
 
-from .. import metrics
-from .._validate import check_float_tensor, check_same_shape
+from ..core import metrics
+from ..core.validation import check_float_tensor, check_same_shape
 
 
 def error_histogram(x: torch.Tensor, x_hat: torch.Tensor, title: str | None = None, bins: int = 80):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import torch
 
-from .. import metrics
-from ..granularity import PerGroup
-from ..primitives import choose_qparams, fake_quantize
+from ..core import metrics
+from ..core.granularity import PerGroup
+from ..core.primitives import choose_qparams, fake_quantize
 
 
 def plot_group_reconstruction(W: torch.Tensor, bits: int, group_size: int, symmetric: bool = False,

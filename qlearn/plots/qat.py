@@ -5,10 +5,10 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import torch
 
-from .. import metrics
-from .._validate import check_bits, check_float_tensor
-from ..observers import make_observer
-from ..primitives import fake_quantize, qrange
+from ..core import metrics
+from ..core.validation import check_bits, check_float_tensor
+from ..training.observers import make_observer
+from ..core.primitives import fake_quantize, qrange
 
 
 def ste_plot(bits: int = 2, scale: float = 1.0):
@@ -21,7 +21,7 @@ def ste_plot(bits: int = 2, scale: float = 1.0):
     check_bits(bits)
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
         raise ValueError(f"scale must be a positive number, got {scale!r}")
-    from ..observers import qparams_from_range
+    from ..training.observers import qparams_from_range
 
     qmin, qmax = qrange(bits)
     qp = qparams_from_range(torch.tensor([qmin * scale]), torch.tensor([qmax * scale]), bits, symmetric=False)

@@ -8,12 +8,12 @@ import matplotlib.pyplot as plt
 
 
 def sqnr_vs_bits(sweep: dict, title: str = "SQNR against bits"):
-    """One line per scheme from `qlearn.sweep.sqnr_sweep(...)` ({label: {bits: sqnr_db}}); ~6 dB per bit is dashed.
+    """One line per scheme from `qlearn.teaching.sweep.sqnr_sweep(...)` ({label: {bits: sqnr_db}}); ~6 dB per bit is dashed.
 
     Shapes: -> a Figure with one Axes.
     """
     if not isinstance(sweep, dict) or not sweep or not all(isinstance(v, dict) and v for v in sweep.values()):
-        raise TypeError("sweep must be {label: {bits: sqnr_db}}, as returned by qlearn.sweep.sqnr_sweep")
+        raise TypeError("sweep must be {label: {bits: sqnr_db}}, as returned by qlearn.teaching.sweep.sqnr_sweep")
     fig, ax = plt.subplots(figsize=(6, 3.8))
     for label, points in sweep.items():
         bits = sorted(points)
@@ -33,13 +33,13 @@ def sqnr_vs_bits(sweep: dict, title: str = "SQNR against bits"):
 
 
 def sqnr_vs_effective_bits(points: list, title: str = "SQNR against effective bits per weight"):
-    """Scatter of `qlearn.sweep.pareto_sweep(...)` points, one color per bit width; the Pareto front is a line.
+    """Scatter of `qlearn.teaching.sweep.pareto_sweep(...)` points, one color per bit width; the Pareto front is a line.
 
     Shapes: -> a Figure with one Axes.
     """
     if not isinstance(points, list) or not points or not all(
             isinstance(p, dict) and {"label", "bits", "effective_bits", "sqnr_db", "pareto"} <= set(p) for p in points):
-        raise TypeError("points must be the list returned by qlearn.sweep.pareto_sweep")
+        raise TypeError("points must be the list returned by qlearn.teaching.sweep.pareto_sweep")
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for b in sorted({p["bits"] for p in points}):
         group = [p for p in points if p["bits"] == b]

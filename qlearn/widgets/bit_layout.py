@@ -6,7 +6,7 @@ import html
 
 import ipywidgets as w
 
-from ..dtypes import FLOAT_DTYPES, bit_layout
+from ..core.dtypes import FLOAT_DTYPES, bit_layout
 from ._base import Explorer
 
 _COLORS = {"sign": "#d62728", "exponent": "#1f77b4", "mantissa": "#2ca02c"}

@@ -8,10 +8,10 @@ import ipywidgets as w
 import torch
 from torch import nn
 
-from .._validate import check_float_tensor
-from ..digits import Digits, accuracy
+from ..core.validation import check_float_tensor
+from ..data.digits import Digits, accuracy
 from ..plots.compression import soft_targets, weight_histogram
-from ..prune import prunable_layers, prune_model, remove_masks
+from ..compression.prune import prunable_layers, prune_model, remove_masks
 from ._base import Explorer
 
 TEMPERATURES = (0.5, 1, 2, 3, 4, 6, 8, 12, 20)
@@ -27,7 +27,7 @@ def pruned_accuracy(model: nn.Module, data: Digits, sparsity: float, scope: str 
 def sparsity_explorer(model: nn.Module, data: Digits, layer: str, sparsity_percent: int = 80) -> Explorer:
     """A sparsity slider (0-99 %) and a scope toggle: the weight histogram of `layer` and the accuracy."""
     if not isinstance(data, Digits):
-        raise TypeError("data must be a Digits split from qlearn.digits.load_digits()")
+        raise TypeError("data must be a Digits split from qlearn.data.digits.load_digits()")
     if isinstance(sparsity_percent, bool) or not isinstance(sparsity_percent, int) or not 0 <= sparsity_percent <= 99:
         raise ValueError(f"sparsity_percent must be an int from 0 to 99, got {sparsity_percent!r}")
     W = prunable_layers(model, [layer])[layer].weight.detach()

@@ -1,6 +1,6 @@
 """The quantization explorer: pick bits, scheme, granularity, group size and a source tensor; see the error.
 
-Every redraw calls `qlearn.sweep.roundtrip` (the same function a notebook calls directly) and draws
+Every redraw calls `qlearn.teaching.sweep.roundtrip` (the same function a notebook calls directly) and draws
 `qlearn.plots.error_histogram`, so what the widget shows is exactly what the package computes.
 """
 
@@ -9,16 +9,16 @@ from __future__ import annotations
 import ipywidgets as w
 import torch
 
-from .._validate import check_bits, check_bool, check_float_tensor
-from ..granularity import PerChannel, PerGroup, PerTensor
+from ..core.validation import check_bits, check_bool, check_float_tensor
+from ..core.granularity import PerChannel, PerGroup, PerTensor
 from ..plots import error_histogram
-from ..sweep import roundtrip
-from ..tensors import sample_tensor
+from ..teaching.sweep import roundtrip
+from ..data.tensors import sample_tensor
 from ._base import Explorer
 
 GRANULARITIES = ("tensor", "channel", "group")
 GROUP_SIZES = (8, 16, 32, 64, 128)
-SOURCES = {  # label -> qlearn.tensors.sample_tensor name
+SOURCES = {  # label -> qlearn.data.tensors.sample_tensor name
     "Gaussian (256 x 512)": "gaussian",
     "ReLU-like, non-negative (256 x 512)": "relu",
     "heavy-tailed, a few outliers (256 x 512)": "outliers",
@@ -51,7 +51,7 @@ def quantization_explorer(x: torch.Tensor | None = None, bits: int = 8, symmetri
 
     It prints MSE, SQNR, max |error| and the effective bits per weight, counting an fp16 scale (and an
     fp16 zero point when asymmetric) per block. `x`, if given, is offered as the source called `title`;
-    `source` picks a sample tensor by name instead (see `qlearn.tensors.SAMPLE_TENSORS`).
+    `source` picks a sample tensor by name instead (see `qlearn.data.tensors.SAMPLE_TENSORS`).
     After each redraw `explorer.last` holds {"mse", "sqnr_db", "max_abs_error", "bits", "symmetric"} (the keys
     notebook 02 prints) and `explorer.info` holds {"effective_bits", "granularity", "source", "shape"}, or
     {"error": message} (and `last` is empty) when a setting is impossible for the tensor.

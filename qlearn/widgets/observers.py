@@ -5,8 +5,8 @@ from __future__ import annotations
 import ipywidgets as w
 import torch
 
-from .._validate import check_float_tensor
-from ..observers import OBSERVERS
+from ..core.validation import check_float_tensor
+from ..training.observers import OBSERVERS
 from ..plots.qat import observer_ranges, observer_ranges_plot
 from ._base import Explorer
 

@@ -1,0 +1,228 @@
+"""Fast paths for QuantLinear on PyTorch's own fused kernels, and when each one applies.
+
+The reference path (`QuantLinear.reference_forward`) builds the whole float matrix W_hat
+before every matmul: it reads the int8 codes, writes a float32 copy four times larger and
+reads that again, so it is slower than plain float32. A fused kernel dequantizes inside the
+matmul, tile by tile, and only ever reads the small integer codes from memory. At batch 1
+a Linear layer is limited by memory bandwidth, so fewer bytes read means less time.
+
+    int4_cpu   bits <= 4, PerGroup(32/64/128/256), out % 16 == 0, float activations, CPU
+               torch.ops.aten._weight_int4pack_mm_for_cpu (computes in bfloat16)
+               Its convention is  W_hat = (u - 8) * scale + zero  with u = W_q + 8 in 0..15
+               and a float `zero`; ours is W_hat = scale * (W_q - zero_point), so at this
+               boundary  u = W_q + 8  and  zero = -scale * zero_point.  2- and 3-bit codes fit in
+               0..15 as well, so they run on the same kernel (they are stored packed 4 / byte).
+    int8_cpu   bits 5..8, PerChannel(0), symmetric, float activations, CPU
+               torch.ops.aten._weight_int8pack_mm (computes in bfloat16)
+    w8a8       activations=2..8 (8 is W8A8), bits 5..8, PerChannel(0), symmetric:
+               X_q = per-token codes (qlearn.quantize), Y = (X_q @ W_q^T) * s_x * s_w^T + b
+               integer matmul by torch._int_mm on CUDA and on CPUs with VNNI; on other x86
+               CPUs by fbgemm's int8 GEMM (see `_w8a8_fbgemm`: one pass for activations of at
+               most 7 bits, two passes for 8 bits).
+
+Tolerances against the reference (checked in tests/inference/test_kernels.py): the bfloat16 paths round
+activations and scales to 8 significant bits, so their relative error is about 1e-2; w8a8
+accumulates exactly in int32 and differs only by float32 rounding (about 1e-6).
+A kernel's own weight layout is built on first use and kept in `layer._cache` (not saved, not
+counted by `model_size_bytes`). The fast paths are inference only: an input that needs a
+gradient takes the reference path.
+
+Memory layout: every tensor handed to a fused kernel goes through `aligned` first, so it is
+contiguous and starts on a 64-byte boundary. The AVX-512 int8 kernel reads its weight with
+aligned vector loads and crashes the process on a tensor that starts anywhere else, and a
+tensor can: safetensors returns views into the file at whatever offset the header leaves, and
+a slice or `torch.frombuffer` starts wherever it starts. Realigning is one copy, made once per
+weight (kept in the cache) and only for an input that needs it.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from ..core.granularity import PerChannel, PerGroup, PerToken
+from ..core.primitives import choose_qparams, quantize
+
+INT4_GROUP_SIZES = (32, 64, 128, 256)
+ALIGNMENT = 64  # bytes: one cache line, the widest vector load (AVX-512) of any CPU kernel
+
+
+def is_aligned(t: torch.Tensor) -> bool:
+    """True when `t` is contiguous and its first element starts on an ALIGNMENT-byte boundary."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"is_aligned needs a tensor, got {type(t).__name__}")
+    return t.is_contiguous() and t.data_ptr() % ALIGNMENT == 0
+
+
+def aligned(t: torch.Tensor) -> torch.Tensor:
+    """`t` itself when it is contiguous and aligned, else a contiguous copy in fresh (aligned) memory.
+
+    PyTorch's allocators return ALIGNMENT-byte aligned blocks, so a fresh tensor is always aligned.
+    Shapes: unchanged.
+    """
+    if is_aligned(t) or t.numel() == 0:
+        return t
+    out = torch.empty(t.shape, dtype=t.dtype, device=t.device)  # fresh block, contiguous
+    out.copy_(t)
+    return out
+
+
+def _cached(layer, name: str, device, build):
+    """The kernel layout `name` of `layer` on `device`, built once by `build()`."""
+    key = (name, str(device))
+    if layer._cache is None or layer._cache[0] != key:
+        with torch.no_grad():
+            layer._cache = (key, build())
+    return layer._cache[1]
+
+
+def _per_channel(layer) -> bool:
+    return isinstance(layer.granularity, PerChannel) and layer.granularity.axis in (0, -2)
+
+
+def _float_input(x) -> bool:
+    return x.dtype in (torch.float32, torch.bfloat16, torch.float16) and not x.requires_grad
+
+
+# ---- int4 weights, float activations: PyTorch's tinygemm-style CPU kernel -------------------------------
+
+def _int4_applies(layer, x) -> bool:
+    g = layer.granularity
+    return (layer.bits <= 4 and layer.activations is None and isinstance(g, PerGroup)
+            and g.group_size in INT4_GROUP_SIZES and layer.out_features % 16 == 0
+            and x.device.type == "cpu" and _float_input(x))
+
+
+def _int4_layout(layer):
+    u = (layer.codes().to(torch.int32) + 8).contiguous()  # (out, in), 0..15
+    packed = aligned(torch.ops.aten._convert_weight_to_int4pack_for_cpu(u, 1))  # opaque uint8 layout
+    scale = layer.scale  # (out, in/g, 1)
+    zero = -scale * layer.zero_point.to(scale.dtype)  # (out, in/g, 1): the kernel's float zero
+    scale_and_zero = torch.cat([scale, zero], dim=-1).transpose(0, 1).contiguous()  # (in/g, out, 2)
+    return packed, aligned(scale_and_zero.to(torch.bfloat16))
+
+
+def _int4_forward(layer, x):
+    packed, scale_and_zero = _cached(layer, "int4_cpu", x.device, lambda: _int4_layout(layer))
+    x2 = aligned(x.reshape(-1, layer.in_features).to(torch.bfloat16))  # (tokens, in)
+    y = torch.ops.aten._weight_int4pack_mm_for_cpu(x2, packed, layer.granularity.group_size, scale_and_zero)
+    return _finish(layer, y, x)  # (..., out)
+
+
+# ---- int8 weights, float activations --------------------------------------------------------------------
+
+def _int8_applies(layer, x) -> bool:
+    return (layer.bits > 4 and layer.activations is None and layer.symmetric and _per_channel(layer)
+            and x.device.type == "cpu" and _float_input(x))
+
+
+def _int8_forward(layer, x):
+    W_q, scale = _cached(layer, "int8_cpu", x.device, lambda: (
+        aligned(layer.weight_q), aligned(layer.scale.reshape(-1).to(torch.bfloat16))))  # (out, in), (out,)
+    x2 = aligned(x.reshape(-1, layer.in_features).to(torch.bfloat16))  # (tokens, in)
+    y = torch.ops.aten._weight_int8pack_mm(x2, W_q, scale)  # (tokens, out)
+    return _finish(layer, y, x)
+
+
+# ---- W8A8: int8 weights and int8 per-token activations --------------------------------------------------
+
+def _int_mm_fast(x) -> bool:
+    if x.device.type == "cuda":
+        return True
+    return x.device.type == "cpu" and bool(getattr(torch.cpu, "_is_vnni_supported", lambda: False)())
+
+
+def _fbgemm_available() -> bool:
+    return hasattr(torch.ops.quantized, "linear_with_input_q_dq_qweight_dq_output_fp32") and \
+        any(e in torch.backends.quantized.supported_engines for e in ("fbgemm", "x86"))
+
+
+def _w8a8_applies(layer, x) -> bool:
+    if not (layer.activations is not None and layer.bits > 4 and layer.symmetric and _per_channel(layer)
+            and _float_input(x)):
+        return False
+    if x.device.type == "cuda":
+        tokens = x.numel() // layer.in_features
+        return tokens > 16 and layer.in_features % 8 == 0 and layer.out_features % 8 == 0
+    return x.device.type == "cpu" and (_int_mm_fast(x) or _fbgemm_available())
+
+
+def _fbgemm_layout(layer):
+    """fbgemm's prepacked int8 weight, with the real per-channel scales folded in."""
+    with warnings.catch_warnings():  # the quantized-tensor constructors are deprecated but still the API
+        warnings.simplefilter("ignore")
+        W_q = torch._make_per_channel_quantized_tensor(
+            aligned(layer.weight_q), layer.scale.reshape(-1).double(),
+            torch.zeros(layer.out_features, dtype=torch.long), 0)
+        return torch.ops.quantized.linear_prepack(W_q, None)
+
+
+def _w8a8_fbgemm(layer, X_q, act_bits: int = 8):
+    """(X_q @ W_q^T) * s_w^T on fbgemm, exact in int32.
+
+    fbgemm multiplies uint8 activations u by int8 weights and adds pairs of products in int16
+    on AVX2 CPUs, which saturates when u goes above 128 (2 * 255 * 127 > 2^15 - 1).
+    Codes of at most 7 bits fit after an offset: u = X_q + 64 in 0..127 with zero point 64,
+    one pass. 8-bit codes are split into two non-negative halves, X_q = P - N with P, N in
+    0..128, run as one batch of twice the rows: (P @ W^T) - (N @ W^T), which costs two passes.
+    """
+    packed = _cached(layer, "w8a8_fbgemm", X_q.device, lambda: _fbgemm_layout(layer))
+    if act_bits <= 7:
+        offset = 2 ** (act_bits - 1)  # fbgemm stores u = X_q + offset in 0 .. 2^bits - 1 <= 127
+        return torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(X_q.float(), 1.0, offset, packed)
+    tokens = X_q.shape[0]
+    halves = torch.cat([X_q.clamp(min=0), (-X_q.to(torch.int16)).clamp(min=0)]).float()  # (2 tokens, in)
+    Y = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(halves, 1.0, 0, packed)  # (2t, out)
+    return Y[:tokens] - Y[tokens:]  # (tokens, out)
+
+
+def _w8a8_forward(layer, x):
+    x2 = x.reshape(-1, layer.in_features).float()  # (tokens, in)
+    qp = choose_qparams(x2, bits=layer.activations, symmetric=True, granularity=PerToken())  # scale (tokens, 1)
+    X_q = quantize(x2, qp)  # (tokens, in) int8 codes of `activations` bits
+    if _int_mm_fast(x):
+        W_t = _cached(layer, "w8a8_int_mm", x.device, lambda: aligned(layer.weight_q).t())  # (in, out) view
+        Y = torch._int_mm(aligned(X_q), W_t).float() * layer.scale.reshape(1, -1)  # (tokens, out)
+    else:
+        Y = _w8a8_fbgemm(layer, X_q, layer.activations)
+    return _finish(layer, Y * qp.scale, x)
+
+
+def _finish(layer, y, x):
+    """Add the bias, cast back to the input dtype and restore the leading dims: (tokens, out) -> (..., out)."""
+    y = y.to(x.dtype)
+    if layer.bias is not None:
+        y = y + layer.bias.to(x.dtype)
+    return y.reshape(*x.shape[:-1], layer.out_features)  # (..., out)
+
+
+FAST_PATHS = (("int4_cpu", _int4_applies, _int4_forward),
+              ("int8_cpu", _int8_applies, _int8_forward),
+              ("w8a8", _w8a8_applies, _w8a8_forward))
+
+
+# What a layer must hold for the fast paths to read it (QuantLinear does). Checking the attributes instead
+# of the class keeps this module below the layer class: linear.py imports kernels, never the reverse.
+LAYER_ATTRIBUTES = ("weight_q", "scale", "zero_point", "bits", "granularity", "symmetric", "activations",
+                    "in_features", "out_features", "bias", "kernel", "_cache")
+
+
+def select_name(layer, x) -> str:
+    """Which path `layer(x)` takes with kernel="auto": a FAST_PATHS name, or "reference"."""
+    if not isinstance(layer, torch.nn.Module) or not all(hasattr(layer, a) for a in LAYER_ATTRIBUTES) \
+            or not isinstance(x, torch.Tensor):
+        raise TypeError(f"select_name needs a quantized linear layer (a QuantLinear: a module with "
+                        f"{', '.join(LAYER_ATTRIBUTES[:4])}, ...) and an input tensor, got "
+                        f"{type(layer).__name__} and {type(x).__name__}")
+    if getattr(layer, "kernel", "auto") != "reference" and x.numel():
+        for name, applies, _ in FAST_PATHS:
+            if applies(layer, x):
+                return name
+    return "reference"
+
+
+def select(layer, x):
+    """The fast forward function for `layer(x)`, or None when only the reference path applies."""
+    name = select_name(layer, x)
+    return {n: f for n, _, f in FAST_PATHS}.get(name)

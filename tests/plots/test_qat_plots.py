@@ -1,0 +1,99 @@
+"""QAT plots, the observer explorer widget (driven without a browser) and notebook 06's exercise checks."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from qlearn.data import digits  # noqa: E402
+from qlearn.exercises import nb06  # noqa: E402
+from qlearn.training.observers import make_observer  # noqa: E402
+from qlearn.plots.qat import accuracy_vs_bits_plot, observer_ranges, observer_ranges_plot, ste_plot  # noqa: E402
+from qlearn.widgets.observers import observer_explorer  # noqa: E402
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_ste_plot_draws_the_autograd_gradient():
+    fig = ste_plot(bits=2, scale=0.5)
+    grad_line = [ln for ln in fig.axes[1].lines if ln.get_label().startswith("STE")][0]
+    y = grad_line.get_ydata()
+    assert set(y.tolist()) == {0.0, 1.0} and y[0] == 0.0 and y[len(y) // 2] == 1.0
+    plt.close(fig)
+
+
+def test_observer_ranges_match_the_observers():
+    x = nb06.outlier_tensor()
+    r = observer_ranges(x, 4, names=("minmax", "mse"))
+    assert r["minmax"]["hi"] == float(x.max())
+    assert r["mse"]["hi"] == pytest.approx(float(make_observer("mse", 4).observe(x).range()[1]))
+    assert r["mse"]["mse"] < r["minmax"]["mse"]
+    fig = observer_ranges_plot(x, 4)
+    assert len(fig.axes[0].get_legend().get_texts()) == 3
+    plt.close(fig)
+
+
+def test_accuracy_plot_and_its_bad_inputs():
+    fig = accuracy_vs_bits_plot([8, 2], {"PTQ": [97.0, 70.0], "QAT": [97.0, 95.0]}, 97.3)
+    assert len(fig.axes[0].lines) == 3
+    plt.close(fig)
+    with pytest.raises(ValueError):
+        accuracy_vs_bits_plot([8, 2], {"PTQ": [97.0]}, 97.3)
+    with pytest.raises(ValueError):
+        ste_plot(bits=2, scale=0.0)
+    with pytest.raises(ValueError):
+        ste_plot(bits=1)
+
+
+def test_observer_explorer_redraws_on_change():
+    x = nb06.outlier_tensor()
+    ex = observer_explorer(x, bits=4, observer="minmax")
+    assert ex.calls == 1 and ex.last["hi"] == float(x.max())
+    ex.controls["observer"].value = "mse"
+    ex.controls["bits"].value = 3
+    assert ex.calls == 3 and ex.last["observer"] == "mse" and ex.last["bits"] == 3
+    assert ex.last["mse"] == pytest.approx(observer_ranges(x, 3, names=("mse",))["mse"]["mse"])
+    with pytest.raises(ValueError):
+        observer_explorer(x, observer="histogram")
+    with pytest.raises(TypeError):
+        observer_explorer([1.0, 2.0])
+
+
+class _RoundSTE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return torch.round(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
+
+
+class _RoundNoSTE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return torch.round(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return torch.zeros_like(g)
+
+
+def test_exercise_checks_accept_right_and_reject_wrong_answers():
+    assert nb06.check_round_ste(_RoundSTE)
+    assert not nb06.check_round_ste(_RoundNoSTE)
+    assert not nb06.check_round_ste(torch.round)
+    x = nb06.outlier_tensor(seed=1)
+    assert nb06.check_observer_choice(x, 3, "mse") and not nb06.check_observer_choice(x, 3, "minmax")
+    assert not nb06.check_observer_choice(x, 3, "kmeans")
+    W = digits.mlp(16)[2].weight.detach()
+    right = 2 * W.abs().mean(dim=1, keepdim=True) / 3 ** 0.5
+    assert nb06.check_lsq_init(W, 3, right)
+    assert not nb06.check_lsq_init(W, 3, right * 2)
+    assert not nb06.check_lsq_init(W, 3, right.flatten())
+    assert not nb06.check_lsq_init(W, 3, None)
+    assert "Correct" in repr(nb06.check_lsq_init(W, 3, right))

@@ -1,0 +1,101 @@
+"""Calibration hooks: what they record equals the activations computed by hand; hooks never leak."""
+
+import pytest
+import torch
+from torch import nn
+
+from qlearn import choose_qparams
+from qlearn.data import digits
+from qlearn.training.calibrate import calibrate
+from qlearn.training.observers import MinMaxObserver, PercentileObserver
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def small_model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+
+
+def inputs(n=40):
+    return torch.randn(n, 8, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.mark.parametrize("where", ["input", "output"])
+@pytest.mark.parametrize("symmetric", [True, False], ids=["sym", "asym"])
+def test_observed_range_equals_activations_by_hand(where, symmetric):
+    model, X = small_model(), inputs()
+    observers = calibrate(model, ["0", "2"], X.split(16), MinMaxObserver(8, symmetric), where=where)
+    with torch.no_grad():
+        acts = {"0": X if where == "input" else model[0](X),
+                "2": model[:2](X) if where == "input" else model(X)}
+    for name, act in acts.items():
+        want = choose_qparams(act, 8, symmetric)
+        got = observers[name].qparams()
+        assert torch.equal(got.scale, want.scale) and torch.equal(got.zero_point, want.zero_point), name
+        assert observers[name].batches == 3
+
+
+def test_accepts_x_y_batches_and_a_dataloader():
+    model, X = small_model(), inputs()
+    y = torch.zeros(len(X), dtype=torch.long)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, y), batch_size=16)
+    a = calibrate(model, ["2"], loader)["2"].range()
+    b = calibrate(model, ["2"], list(zip(X.split(16), y.split(16))))["2"].range()
+    c = calibrate(model, ["2"], X.split(16))["2"].range()
+    assert all(torch.equal(u, v) for u, v in zip(a, c)) and all(torch.equal(u, v) for u, v in zip(b, c))
+
+
+def test_each_layer_gets_its_own_copy_of_the_template():
+    template = PercentileObserver(8, percentile=99.0)
+    observers = calibrate(small_model(), ["0", "2"], inputs().split(20), template)
+    assert observers["0"] is not observers["2"] and template.batches == 0
+    assert isinstance(observers["0"], PercentileObserver) and observers["0"].percentile == 99.0
+
+
+def test_hooks_removed_and_mode_restored_even_after_an_error():
+    model = small_model().train()
+    calibrate(model, ["0"], inputs().split(20))
+    assert model.training and not model[0]._forward_hooks
+    with pytest.raises(RuntimeError):
+        calibrate(model, ["0"], [torch.randn(4, 3)])  # wrong feature size: the model itself fails
+    assert model.training and not model[0]._forward_hooks
+
+
+def test_no_gradients_are_recorded():
+    model = small_model()
+    calibrate(model, ["0"], inputs().split(20))
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_static_8bit_activations_keep_digits_accuracy():
+    """Weights and inputs of every layer at 8 bits, ranges from calibration: within 0.5 points of fp32."""
+    from qlearn.training.qat import prepare_qat
+
+    data, model = digits.load_digits(), digits.pretrained_mlp()
+    names = ["0", "2", "4"]
+    observers = calibrate(model, names, data.X_train.split(128), MinMaxObserver(8))
+    qmodel = prepare_qat(model, bits=8, act_qparams={n: observers[n].qparams() for n in names})
+    assert abs(digits.accuracy(qmodel, data) - digits.accuracy(model, data)) <= 0.5
+
+
+@pytest.mark.parametrize("kwargs, err", [
+    (dict(model="net"), TypeError),
+    (dict(layers="0"), TypeError),
+    (dict(layers=[]), ValueError),
+    (dict(layers=["7"]), ValueError),
+    (dict(observer="minmax"), TypeError),
+    (dict(observer=MinMaxObserver().observe(torch.ones(3))), ValueError),
+    (dict(where="weights"), ValueError),
+    (dict(progress="yes"), TypeError),
+    (dict(batches=torch.randn(4, 8)), TypeError),
+    (dict(batches=[]), ValueError),
+    (dict(batches=[["not a tensor"]]), TypeError),
+], ids=["model_str", "layers_str", "layers_empty", "unknown_layer", "observer_str", "observer_used",
+        "where_bad", "progress_str", "batches_tensor", "batches_empty", "batch_not_tensor"])
+def test_bad_inputs_raise_clear_errors(kwargs, err):
+    args = dict(model=small_model(), layers=["0"], batches=inputs().split(20))
+    args.update(kwargs)
+    with pytest.raises(err):
+        calibrate(**args)
