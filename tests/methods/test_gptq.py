@@ -108,3 +108,14 @@ def test_singular_hessian_without_damp_fails_clearly():
     with pytest.raises(ValueError, match="positive definite"):
         gptq.quantize_weight(W, X, group_size=None, damp=0.0)
     assert gptq.quantize_weight(W, X, group_size=None, damp=0.01).dequantize().isfinite().all()
+
+
+def test_correlated_inputs_have_unit_variance_and_ar1_correlation():
+    from qlearn import tensors
+
+    X = tensors.correlated_inputs(4096, 16, rho=0.9)
+    corr = torch.corrcoef(X.T)  # (16, 16)
+    assert torch.allclose(X.var(0), torch.ones(16), atol=0.1)
+    assert abs(float(corr.diagonal(1).mean()) - 0.9) < 0.02 and abs(float(corr.diagonal(3).mean()) - 0.729) < 0.03
+    with pytest.raises(ValueError, match="rho"):
+        tensors.correlated_inputs(8, 8, rho=1.0)

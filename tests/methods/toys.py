@@ -2,16 +2,12 @@
 
 import torch
 
+from qlearn import tensors
+
 
 def ar1_inputs(tokens: int, features: int, rho: float = 0.9, seed: int = 0) -> torch.Tensor:
-    """X (tokens, features): each row an AR(1) sequence x_k = rho x_(k-1) + sqrt(1 - rho^2) e_k."""
-    g = torch.Generator().manual_seed(seed)
-    e = torch.randn(tokens, features, generator=g)
-    X = torch.empty_like(e)
-    X[:, 0] = e[:, 0]
-    for k in range(1, features):
-        X[:, k] = rho * X[:, k - 1] + (1 - rho ** 2) ** 0.5 * e[:, k]
-    return X
+    """X (tokens, features): each row an AR(1) sequence with neighbour correlation rho."""
+    return tensors.correlated_inputs(tokens, features, rho, seed)
 
 
 def orthogonal_inputs(tokens: int, features: int, log2_norms=None) -> torch.Tensor:
