@@ -3,6 +3,7 @@
     gaussian           x ~ N(0, 1)                              symmetric around 0
     relu               max(x, 0), x ~ N(0, 1)                   non-negative, like ReLU outputs
     outliers           N(0, 1) plus a few entries 10-20x larger  heavy-tailed, like LLM activations
+    correlated_inputs  AR(1) rows: corr(x_j, x_k) = rho^|j-k|   inputs X where GPTQ pays off
     minilm_weight      a real all-MiniLM-L6-v2 weight           (384, 384)
     minilm_activation  a real MiniLM activation (FFN input)     (tokens, 1536)
 
@@ -72,3 +73,21 @@ def rows_with_ranges(rows: int = 64, cols: int = 256, ratio: float = 100.0, seed
     gen = torch.Generator().manual_seed(seed)
     std = float(ratio) ** (torch.arange(rows) / (rows - 1))  # (rows,)
     return torch.randn(rows, cols, generator=gen) * std[:, None]  # (rows, cols)
+
+
+def correlated_inputs(tokens: int = 2048, features: int = 512, rho: float = 0.9, seed: int = 0) -> torch.Tensor:
+    """Inputs X (tokens, features) whose neighbouring features are correlated: each row is an AR(1) sequence.
+
+    x_0 = e_0,  x_k = rho * x_(k-1) + sqrt(1 - rho^2) * e_k,  e ~ N(0, 1): unit variance, corr(x_j, x_k) = rho^|j-k|.
+    The case where GPTQ's error feedback pays: rounding errors can be cancelled by neighbouring columns.
+    Shapes: -> (tokens, features).
+    """
+    tokens, features = _check_shape2((tokens, features))
+    if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not -1 < rho < 1:
+        raise ValueError(f"rho must be a number strictly between -1 and 1, got {rho!r}")
+    e = torch.randn(tokens, features, generator=torch.Generator().manual_seed(seed))  # (tokens, features)
+    X = torch.empty_like(e)
+    X[:, 0] = e[:, 0]
+    for k in range(1, features):
+        X[:, k] = rho * X[:, k - 1] + (1 - rho ** 2) ** 0.5 * e[:, k]
+    return X

@@ -18,3 +18,5 @@ and smoothquant (migrating activation range into the weights). Fine-tuning (note
 This layer sits on top: it may import core, inference, training and data, never the teaching
 face (plots, widgets, exercises).
 """
+
+from . import awq, gptq, hqq, nf4, nf4_linear, rtn, weight

@@ -1,0 +1,123 @@
+"""AWQ, Activation-aware Weight Quantization (Lin et al. 2024, arXiv:2306.00978): protect the salient input channels.
+
+Objective: s* = argmin over s of || X W^T - X (Q(W diag(s)) diag(s)^-1)^T ||^2. Scaling an input channel up
+before rounding shrinks its relative rounding error, and the channels that matter are those with large
+activations. The search space is one exponent alpha (llm-awq auto_scale):
+
+    s = mean_tokens |X| ^ alpha,  normalised s / sqrt(max(s) * min(s)),  alpha in 0, 1/n_grid, ..., (n_grid-1)/n_grid
+
+then, optionally (llm-awq auto_clip), each group's range is shrunk to max |W'| * (1 - i / n_grid), i < n_grid / 2,
+choosing per output row and group the shrink with the smallest error of that group's part of the output.
+A model-level pass folds diag(s)^-1 into the layer before (a LayerNorm or Linear); until then the layer
+keeps s, so `input_scale` is stored and counted in `nbytes`. Simplified: one Linear at a time (the paper
+searches per block of layers sharing an input), the grid is qlearn's min-max RTN grid, and the clip search
+uses at most 512 evenly spaced calibration tokens, as the reference does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..core.validation import check_bits, check_bool
+from ..core.primitives import fake_quantize
+from . import rtn
+from ._checks import check_group_size, check_inputs, check_positive_int, check_weight
+from .weight import UniformWeight, granularity_for
+
+CLIP_TOKENS = 512
+
+
+@dataclass(frozen=True, eq=False)
+class AWQWeight(UniformWeight):
+    """Codes of W diag(s) on the RTN grid; W_hat = scale * (W_q - zero_point) / s.
+
+    Shapes: input_scale s (in,) float32; alphas and losses (n_grid,): the output MSE of each alpha.
+    """
+
+    input_scale: torch.Tensor | None = None
+    alpha: float | None = None
+    alphas: tuple[float, ...] = ()
+    losses: tuple[float, ...] = ()
+
+    def stored(self) -> dict[str, torch.Tensor]:
+        return {**super().stored(), "input_scale": self.input_scale}
+
+    def dequantize(self) -> torch.Tensor:
+        W_hat = super().dequantize().float() / self.input_scale  # (out, in) / (in,)
+        return W_hat.to(self.dtype)
+
+
+def output_mse(X: torch.Tensor, W: torch.Tensor, W_hat: torch.Tensor) -> float:
+    """mean((X W^T - X W_hat^T)^2). Shapes: X (tokens, in), W and W_hat (out, in) -> float."""
+    return float((X @ (W - W_hat).T).square().mean())
+
+
+def search_clip(W: torch.Tensor, X: torch.Tensor, bits: int, group_size: int | None, symmetric: bool,
+                n_grid: int) -> torch.Tensor:
+    """Per (row, group) the clip value max |W| * (1 - i / n_grid), i < n_grid / 2, with the least group output error.
+
+    err[row, group] = mean_tokens (X_group . (Q(clamp(W_group, -c, c)) - W_group))^2
+    Shapes: W (out, in), X (tokens, in) -> clip (out, in / g, 1), or (out, 1, 1) per row.
+    """
+    g = W.shape[1] if group_size is None else group_size
+    X = X[:: max(1, X.shape[0] // CLIP_TOKENS)].float()  # (<= ~512 tokens, in)
+    Xg = X.reshape(X.shape[0], -1, g)  # (tokens, groups, g)
+    Wg = W.reshape(W.shape[0], -1, g)  # (out, groups, g)
+    full = Wg.abs().amax(dim=-1, keepdim=True)  # (out, groups, 1)
+    best, best_err = full, None
+    for i in range(int(0.5 * n_grid)):
+        c = full * (1 - i / n_grid)
+        Wc = torch.maximum(torch.minimum(Wg, c), -c).reshape(W.shape)  # (out, in)
+        dW = (rtn.quantize_weight(Wc, bits=bits, group_size=group_size, symmetric=symmetric).dequantize()
+              - W).reshape(Wg.shape)  # (out, groups, g)
+        err = torch.einsum("tgk,ogk->tog", Xg, dW).square().mean(dim=0)[..., None]  # (out, groups, 1)
+        if best_err is None:
+            best_err = err
+        better = err < best_err
+        best, best_err = torch.where(better, c, best), torch.where(better, err, best_err)
+    return best
+
+
+def quantize_weight(W: torch.Tensor, X: torch.Tensor, bits: int = 4, group_size: int | None = 128, n_grid: int = 20,
+                    clip: bool = True, symmetric: bool = False) -> AWQWeight:
+    """AWQ: grid-search alpha for the input scale s = mean|X|^alpha, optionally search clips, quantize W diag(s).
+
+    alpha* = argmin_alpha mean((X W^T - X (Q(W diag s) diag(s)^-1)^T)^2);  W_hat = Q(clip(W diag s*)) diag(s*)^-1
+
+    Shapes: W (out, in); X (tokens, in), needed -> AWQWeight of W (out, in), input_scale (in,).
+    """
+    check_weight(W)
+    check_inputs(X, W, required=True, method="awq")
+    check_bits(bits)
+    granularity = granularity_for(check_group_size(group_size, W.shape[1]))
+    check_positive_int(n_grid, "n_grid")
+    check_bool(clip, "clip")
+    check_bool(symmetric, "symmetric")
+    W32, X = W.detach().float(), X.detach().to(W.device).float()
+    x_mean = X.abs().mean(dim=0)  # (in,) activation magnitude per input channel
+
+    alphas, losses, best = [], [], None
+    for k in range(n_grid):
+        alpha = k / n_grid
+        s = x_mean.pow(alpha).clamp(min=1e-4)
+        s = s / (s.max() * s.min()).sqrt()  # (in,)
+        W_hat = fake_quantize(W32 * s, bits=bits, symmetric=symmetric, granularity=granularity) / s  # (out, in)
+        alphas.append(alpha)
+        losses.append(output_mse(X, W32, W_hat))
+        if best is None or losses[-1] < losses[best]:
+            best = k
+    s = x_mean.pow(alphas[best]).clamp(min=1e-4)
+    s = s / (s.max() * s.min()).sqrt()  # (in,) the chosen input scale
+
+    W_s = W32 * s  # (out, in) the weight the scaled layer quantizes
+    if clip:
+        c = search_clip(W_s, X / s, bits, group_size, symmetric, n_grid)  # (out, groups, 1)
+        g = W.shape[1] if group_size is None else group_size
+        Wg = W_s.reshape(W.shape[0], -1, g)  # (out, groups, g)
+        W_s = torch.maximum(torch.minimum(Wg, c), -c).reshape(W.shape)  # (out, in)
+    grid = rtn.quantize_weight(W_s, bits=bits, group_size=group_size, symmetric=symmetric)
+    return AWQWeight(shape=W.shape, dtype=W.dtype, W_q=grid.W_q, scale=grid.scale, zero_point=grid.zero_point,
+                     bits=bits, granularity=granularity, input_scale=s, alpha=alphas[best], alphas=tuple(alphas),
+                     losses=tuple(losses))

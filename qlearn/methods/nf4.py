@@ -1,0 +1,145 @@
+"""NF4, the 4-bit NormalFloat of QLoRA (Dettmers et al. 2023, arXiv:2305.14314), with double quantization.
+
+Objective: W is close to normal, so give each of the 16 codes an equal share of N(0, 1)'s probability
+mass (the quantiles), then scale every block of `block_size` weights by its absolute maximum:
+
+    absmax = max |W[block]|,   W_q = argmin_i |W / absmax - NF4_CODE[i]|,   W_hat = NF4_CODE[W_q] * absmax
+
+Double quantization (QLoRA section 3) quantizes the float32 absmax values themselves, as bitsandbytes
+does: subtract their mean, then blocks of 256 are scaled by their own absmax (float32) and snapped to
+bitsandbytes' 8-bit dynamic code (`dynamic_code`, a signed float-like table). Bits per weight:
+4 + 32 / 64 = 4.5 at block 64, and 4 + 8 / 64 + 32 / (64 * 256) = 4.127 with double quantization.
+Codes and reconstruction follow bitsandbytes' `quantize_4bit(quant_type="nf4")` bit for bit (same
+code table, same x * (1 / absmax), same nearest-code ties); its packed bytes hold the first code in
+the high nibble, ours (`packing.pack`) in the low one. Simplified: blocks run along the input axis,
+so block_size must divide in_features; the tiny code tables are constants and are not counted in nbytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..inference import packing
+from ..core.validation import check_bool
+from ._checks import check_group_size, check_inputs, check_number, check_weight
+from .weight import QuantizedWeight
+
+NF4_OFFSET = 0.9677083  # outermost quantile: mean of 1 - 1/(2*15) and 1 - 1/(2*16), as bitsandbytes rounds it
+ABSMAX_BLOCK = 256  # double quantization: absmax values per 8-bit block, as bitsandbytes
+
+
+def normal_float_code(offset: float = NF4_OFFSET) -> torch.Tensor:
+    """The 16 NF4 values: normal quantiles, 8 positive and 7 negative plus an exact zero, scaled to [-1, 1].
+
+    positive: ppf(p) for p in linspace(offset, 0.5, 9)[:-1];  negative: -ppf(p) for p in linspace(offset, 0.5, 8)[:-1]
+    code = sort(negative + [0] + positive) / max   (float32, as bitsandbytes' create_normal_map)
+
+    Shapes: -> (16,) float32, sorted, code[0] == -1, code[7] == 0, code[15] == 1.
+    """
+    check_number(offset, "offset", 0.5, low_inclusive=False, high=1.0 - 1e-9)
+    positive = torch.special.ndtri(torch.linspace(offset, 0.5, 9)[:-1].double())  # (8,) quantiles
+    negative = -torch.special.ndtri(torch.linspace(offset, 0.5, 8)[:-1].double())  # (7,)
+    code = torch.cat([negative, positive.new_zeros(1), positive]).float().sort().values  # (16,)
+    return code / code.max()
+
+
+def dynamic_code() -> torch.Tensor:
+    """bitsandbytes' signed 8-bit dynamic code (create_dynamic_map): 7 decades of linear fractions, 0 and 1.
+
+    For exponent e = 0..6: midpoints of linspace(0.1, 1, 2^e + 1), times 10^(e - 6), both signs.
+    Shapes: -> (256,) float32, sorted.
+    """
+    values = [0.0, 1.0]
+    for e in range(7):
+        edges = torch.linspace(0.1, 1, 2 ** e + 1)
+        mids = (10.0 ** (e - 6)) * ((edges[:-1] + edges[1:]) / 2)  # (2^e,) float32
+        values += mids.tolist() + (-mids).tolist()
+    return torch.tensor(sorted(values), dtype=torch.float32)
+
+
+NF4_CODE = normal_float_code()
+
+
+def absmax_quantize(x: torch.Tensor, code: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Blockwise absmax quantization onto a sorted code table (bitsandbytes' rule).
+
+    absmax = max |x[block]|,  idx = nearest code to clamp(x * (1 / absmax), -1, 1)  (ties to the lower code)
+
+    Shapes: x (n_blocks, block) float -> idx (n_blocks, block) uint8, absmax (n_blocks, 1) float32.
+    """
+    x = x.float()
+    absmax = x.abs().amax(dim=-1, keepdim=True)  # (n_blocks, 1)
+    scaled = (x * (1.0 / absmax.clamp(min=1e-38))).clamp(-1, 1)
+    code = code.to(x.device)
+    bounds = (code[:-1] + code[1:]) / 2  # (len(code) - 1,) decision boundaries
+    return torch.bucketize(scaled, bounds).to(torch.uint8), absmax
+
+
+@dataclass(frozen=True, eq=False)
+class NF4Weight(QuantizedWeight):
+    """NF4 codes packed two to a byte and one absmax per block (float32, or 8-bit with double quantization).
+
+    W_hat[row, block] = NF4_CODE[W_q[row, block]] * absmax[row, block]
+    Shapes: W_q (out, in / 2) uint8; absmax (out, in / block_size, 1) float32, or, with double
+    quantization, absmax_q (n_blocks,) uint8, absmax_scale (ceil(n_blocks / 256),) float32, absmax_mean ().
+    """
+
+    W_q: torch.Tensor
+    block_size: int
+    absmax: torch.Tensor | None = None
+    absmax_q: torch.Tensor | None = None
+    absmax_scale: torch.Tensor | None = None
+    absmax_mean: torch.Tensor | None = None
+
+    def stored(self) -> dict[str, torch.Tensor]:
+        names = ("W_q", "absmax", "absmax_q", "absmax_scale", "absmax_mean")
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+
+    def codes(self) -> torch.Tensor:
+        """Code indices (out, in) into NF4_CODE, uint8 in 0..15."""
+        return (packing.unpack(self.W_q, 4, self.shape[1]).to(torch.int16) + 8).to(torch.uint8)
+
+    def absmax_values(self) -> torch.Tensor:
+        """The absmax of every block, float32 (out, in / block_size, 1), dequantized when double quantized."""
+        if self.absmax is not None:
+            return self.absmax
+        n = self.absmax_q.numel()
+        q = F.pad(self.absmax_q, (0, (-n) % ABSMAX_BLOCK)).reshape(-1, ABSMAX_BLOCK)  # (n_blocks2, 256)
+        values = dynamic_code().to(q.device)[q.long()] * self.absmax_scale[:, None]  # (n_blocks2, 256)
+        absmax = values.reshape(-1)[:n] + self.absmax_mean  # (n_blocks,)
+        return absmax.reshape(self.shape[0], -1, 1)  # (out, in / block_size, 1)
+
+    def dequantize(self) -> torch.Tensor:
+        values = NF4_CODE.to(self.W_q.device)[self.codes().long()]  # (out, in) float32
+        blocks = values.reshape(self.shape[0], -1, self.block_size)  # (out, in / block, block)
+        return (blocks * self.absmax_values()).reshape(self.shape).to(self.dtype)
+
+
+def quantize_weight(W: torch.Tensor, X: torch.Tensor | None = None, block_size: int = 64,
+                    double_quant: bool = False) -> NF4Weight:
+    """NF4 with one absmax per block of `block_size` input columns; data-free (X is checked and unused).
+
+    W_q = nearest NF4 code to W / absmax;  with double_quant the absmax values are stored in 8 bits:
+    absmax_q, absmax_scale = absmax_quantize(absmax - mean(absmax), dynamic_code()) per block of 256.
+
+    Shapes: W (out, in), in % block_size == 0; X (tokens, in) or None -> NF4Weight of W (out, in).
+    """
+    check_weight(W)
+    check_inputs(X, W, required=False, method="nf4")
+    check_group_size(block_size, W.shape[1], "block_size", allow_none=False)
+    check_bool(double_quant, "double_quant")
+    out_features, in_features = W.shape
+    idx, absmax = absmax_quantize(W.reshape(-1, block_size), NF4_CODE)  # (n_blocks, block), (n_blocks, 1)
+    W_q = packing.pack((idx.to(torch.int8) - 8).reshape(out_features, in_features), 4)  # (out, in / 2)
+    if not double_quant:
+        return NF4Weight(W.shape, W.dtype, W_q, block_size, absmax=absmax.reshape(out_features, -1, 1))
+    mean = absmax.mean()
+    centred = (absmax.reshape(-1) - mean)  # (n_blocks,)
+    n = centred.numel()
+    padded = F.pad(centred, (0, (-n) % ABSMAX_BLOCK)).reshape(-1, ABSMAX_BLOCK)  # (n_blocks2, 256)
+    absmax_q, absmax_scale = absmax_quantize(padded, dynamic_code())
+    return NF4Weight(W.shape, W.dtype, W_q, block_size, absmax_q=absmax_q.reshape(-1)[:n],
+                     absmax_scale=absmax_scale.reshape(-1), absmax_mean=mean)

@@ -1,0 +1,63 @@
+"""AWQ: alpha = 0 is RTN, the search never loses on its own data, salient channels get the scale, RTN beaten."""
+
+import pytest
+import torch
+
+from qlearn.methods import awq, rtn
+
+from .toys import output_error
+
+
+def outlier_toy(out=64, inp=512, tokens=1536, n_salient=5, factor=50.0, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(tokens, inp, generator=g)
+    salient = torch.randperm(inp, generator=g)[:n_salient]
+    X[:, salient] *= factor
+    W = torch.randn(out, inp, generator=g) * 0.05
+    return W, X[:1024], X[1024:], salient
+
+
+def test_alpha_zero_is_rtn_and_search_never_loses_on_calibration():
+    W, X, _, _ = outlier_toy()
+    qw = awq.quantize_weight(W, X, bits=3, group_size=64, clip=False)
+    rtn_hat = rtn.quantize_weight(W, bits=3, group_size=64).dequantize()
+    assert qw.alphas[0] == 0.0 and len(qw.alphas) == len(qw.losses) == 20
+    assert qw.losses[0] == pytest.approx(awq.output_mse(X, W, rtn_hat), rel=1e-5)
+    assert awq.output_mse(X, W, qw.dequantize()) == pytest.approx(min(qw.losses), rel=1e-4)
+    assert min(qw.losses) <= qw.losses[0]
+    assert qw.alpha == qw.alphas[qw.losses.index(min(qw.losses))]
+
+
+def test_dequantize_is_grid_of_scaled_weight_divided_by_scale():
+    W, X, _, _ = outlier_toy()
+    qw = awq.quantize_weight(W, X, bits=4, group_size=128, clip=False)
+    s = qw.input_scale
+    assert s.shape == (512,) and float(s.max() * s.min()) == pytest.approx(1.0, rel=1e-4)
+    expected = rtn.quantize_weight(W * s, bits=4, group_size=128).dequantize() / s
+    assert torch.allclose(qw.dequantize(), expected, rtol=1e-6, atol=1e-7)
+    assert qw.nbytes == rtn.quantize_weight(W, bits=4, group_size=128).nbytes + 4 * 512  # s is stored
+
+
+def test_salient_channels_get_the_largest_scales():
+    W, X, _, salient = outlier_toy()
+    qw = awq.quantize_weight(W, X, bits=3, group_size=64)
+    assert qw.alpha > 0
+    assert set(torch.topk(qw.input_scale, len(salient)).indices.tolist()) == set(salient.tolist())
+
+
+@pytest.mark.parametrize("bits,group_size", [(4, 128), (3, 64), (4, None)], ids=["4bit-g128", "3bit-g64", "4bit-row"])
+@pytest.mark.parametrize("clip", [False, True], ids=["no-clip", "clip"])
+def test_beats_rtn_on_held_out_tokens_with_outlier_channels(bits, group_size, clip):
+    W, X_cal, X_test, _ = outlier_toy()
+    qw = awq.quantize_weight(W, X_cal, bits=bits, group_size=group_size, clip=clip)
+    R_hat = rtn.quantize_weight(W, bits=bits, group_size=group_size).dequantize()
+    assert output_error(X_test, W, qw.dequantize()) < 0.7 * output_error(X_test, W, R_hat)
+
+
+def test_clip_search_shrinks_some_groups_and_keeps_the_rest():
+    W, X, _, _ = outlier_toy()
+    W[0, 0] = 2.0  # one outlier weight: clipping it helps its group
+    c = awq.search_clip(W, X, bits=3, group_size=64, symmetric=False, n_grid=20)
+    full = W.reshape(64, -1, 64).abs().amax(-1, keepdim=True)
+    assert c.shape == full.shape and bool((c <= full).all()) and bool((c >= 0.5 * full).all())
+    assert float(c[0, 0, 0]) < float(full[0, 0, 0])
