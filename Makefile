@@ -50,6 +50,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_linear.py
 	$(BIN)/python benchmarks/bench_qat.py
 	$(BIN)/python benchmarks/bench_compression.py
+	$(BIN)/python benchmarks/bench_activation_methods.py
 
 # Debian's chromium for the browser test (Playwright's own browser download is not used).
 chromium:

@@ -83,10 +83,9 @@ def int_matmul(A_q: torch.Tensor, B_q: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"k = {A_q.shape[1]} could overflow int32; at most {MAX_EXACT_IN} columns are exact")
     m, k = A_q.shape
     n = B_q.shape[0]
-    if A_q.device.type == "cpu" and m and n and k:
-        return torch._int_mm(A_q.contiguous(), B_q.t().contiguous())  # (m, n)
-    if A_q.device.type == "cuda" and m > 16 and k % 8 == 0 and n % 8 == 0:
-        return torch._int_mm(A_q.contiguous(), B_q.t().contiguous())  # (m, n)
+    if (A_q.device.type == "cpu" and m and n and k) or \
+            (A_q.device.type == "cuda" and m > 16 and k % 8 == 0 and n % 8 == 0):
+        return torch._int_mm(A_q.contiguous(), B_q.contiguous().t())  # (m, n); B^T column-major, no copy
     return (A_q.double() @ B_q.double().t()).to(torch.int32)  # (m, n), exact
 
 
