@@ -72,6 +72,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_qat.py
 	$(BIN)/python benchmarks/bench_compression.py
 	$(BIN)/python benchmarks/bench_weight_methods.py
+	$(BIN)/python benchmarks/bench_activation_methods.py
 
 # Debian's chromium for the browser test (Playwright's own browser download is not used).
 chromium:

@@ -12,7 +12,7 @@ observer turns what it saw into QParams.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import torch
 from torch import nn
@@ -30,12 +30,20 @@ def _first_tensor(value, what: str) -> torch.Tensor:
     return value
 
 
+def run_batch(model: nn.Module, batch):
+    """model(**batch) for a dict of keyword inputs, else model(X) for a tensor X or an (X, y) tuple."""
+    if isinstance(batch, Mapping):
+        return model(**batch)
+    return model(_first_tensor(batch, "each batch"))
+
+
 def calibrate(model: nn.Module, layers: Iterable[str], batches: Iterable, observer: Observer | None = None,
               where: str = "input", progress: bool = False) -> dict[str, Observer]:
     """Feed the inputs (or outputs) of `layers` over `batches` to a fresh copy of `observer` each.
 
     layers:   module names as in `model.named_modules()`, e.g. ["0", "2"] for a Sequential
-    batches:  an iterable of input tensors, or of (X, y) tuples whose X goes to the model
+    batches:  an iterable of input tensors, or of (X, y) tuples whose X goes to the model, or of
+              dicts of keyword inputs (a tokenizer's output) run as model(**batch)
     observer: an unused Observer used as a template (default MinMaxObserver(8), per tensor)
     where:    'input' (what static activation quantization of the layer needs) or 'output'
     The model runs in eval mode under torch.no_grad(); its mode is restored and every hook
@@ -65,8 +73,9 @@ def calibrate(model: nn.Module, layers: Iterable[str], batches: Iterable, observ
     if where not in ("input", "output"):
         raise ValueError(f"where must be 'input' or 'output', got {where!r}")
     check_bool(progress, "progress")
-    if isinstance(batches, torch.Tensor) or not isinstance(batches, Iterable):
-        raise TypeError("batches must be an iterable of tensors, for example X.split(128), not a single tensor")
+    if isinstance(batches, (torch.Tensor, Mapping)) or not isinstance(batches, Iterable):
+        raise TypeError("batches must be an iterable of batches, for example X.split(128) or [tokenizer(...)], "
+                        "not a single tensor or dict")
 
     observers = {name: copy.deepcopy(observer) for name in layers}
 
@@ -83,7 +92,7 @@ def calibrate(model: nn.Module, layers: Iterable[str], batches: Iterable, observ
         with torch.no_grad():
             total = len(batches) if hasattr(batches, "__len__") else None
             for batch in tqdm(batches, total=total, disable=not progress, desc="calibrating"):
-                model(_first_tensor(batch, "each batch"))
+                run_batch(model, batch)
                 n += 1
     finally:
         for handle in handles:

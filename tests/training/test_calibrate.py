@@ -47,6 +47,21 @@ def test_accepts_x_y_batches_and_a_dataloader():
     assert all(torch.equal(u, v) for u, v in zip(a, c)) and all(torch.equal(u, v) for u, v in zip(b, c))
 
 
+def test_accepts_dict_batches_as_keyword_inputs():
+    class Keyword(nn.Module):  # a model called like a Hugging Face one: model(input=...)
+        def __init__(self):
+            super().__init__()
+            self.net = small_model()
+
+        def forward(self, input):
+            return self.net(input)
+
+    model, X = Keyword(), inputs()
+    a = calibrate(model, ["net.2"], [{"input": x} for x in X.split(16)])["net.2"].range()
+    b = calibrate(model.net, ["2"], X.split(16))["2"].range()
+    assert all(torch.equal(u, v) for u, v in zip(a, b))
+
+
 def test_each_layer_gets_its_own_copy_of_the_template():
     template = PercentileObserver(8, percentile=99.0)
     observers = calibrate(small_model(), ["0", "2"], inputs().split(20), template)
@@ -90,10 +105,11 @@ def test_static_8bit_activations_keep_digits_accuracy():
     (dict(where="weights"), ValueError),
     (dict(progress="yes"), TypeError),
     (dict(batches=torch.randn(4, 8)), TypeError),
+    (dict(batches={"input": torch.randn(4, 8)}), TypeError),
     (dict(batches=[]), ValueError),
     (dict(batches=[["not a tensor"]]), TypeError),
 ], ids=["model_str", "layers_str", "layers_empty", "unknown_layer", "observer_str", "observer_used",
-        "where_bad", "progress_str", "batches_tensor", "batches_empty", "batch_not_tensor"])
+        "where_bad", "progress_str", "batches_tensor", "batches_one_dict", "batches_empty", "batch_not_tensor"])
 def test_bad_inputs_raise_clear_errors(kwargs, err):
     args = dict(model=small_model(), layers=["0"], batches=inputs().split(20))
     args.update(kwargs)
