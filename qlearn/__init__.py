@@ -1,6 +1,6 @@
 """qlearn: the quantization code behind the qlearn course. This file only re-exports the public API."""
 
-from . import (bits, calibrate, compare, distill, dtypes, metrics, models, observers, packing, plots, prune, qat,
+from . import (bits, calibrate, compare, distill, dtypes, llm, metrics, models, observers, packing, plots, prune, qat,
                sweep, tensors)
 from .granularity import Granularity, PerChannel, PerGroup, PerTensor, PerToken
 from .nn import QuantLinear
@@ -15,6 +15,6 @@ __all__ = [
     "QParams", "choose_qparams", "quantize", "dequantize", "fake_quantize", "qrange",
     "QuantLinear", "quantize_model", "model_size_bytes", "QuantizeReport", "register_method",
     "save_quantized", "load_quantized",
-    "bits", "calibrate", "compare", "distill", "dtypes", "metrics", "models", "observers", "packing", "plots",
+    "bits", "calibrate", "compare", "distill", "dtypes", "llm", "metrics", "models", "observers", "packing", "plots",
     "prune", "qat", "sweep", "tensors",
 ]
