@@ -217,3 +217,54 @@ def test_perplexity_rejects_bad_arguments(model, tokenizer, kwargs, error):
         metrics.perplexity(model, tokenizer, **args)
     with pytest.raises(TypeError):
         metrics.perplexity("model", tokenizer, TEXT)
+
+
+# ---- quantize_model and save/load on a Llama --------------------------------------------------------------
+
+def test_quantize_llama_skips_the_tied_lm_head(model, tokenizer):
+    from qlearn import PerGroup, QuantLinear, quantize_model
+
+    before = metrics.perplexity(model, tokenizer, TEXT, progress=False)
+    report = quantize_model(model, bits=8, granularity=PerGroup(16))
+    assert len(report.replaced) == 2 * 7 and "lm_head" not in report.replaced
+    assert "tied to model.embed_tokens.weight" in report.skipped["lm_head"]
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+    assert all(isinstance(model.get_submodule(n), QuantLinear) for n in report.replaced)
+    after = metrics.perplexity(model, tokenizer, TEXT, progress=False)
+    assert math.isclose(after, before, rel_tol=1e-2)  # 8-bit RTN barely moves a random model's perplexity
+    assert isinstance(llm.generate(model, tokenizer, "Hi", max_new_tokens=3), str)
+
+
+def test_quantize_llama_tied_head_on_request(model):
+    from qlearn import QuantLinear, quantize_model
+
+    report = quantize_model(model, bits=8, quantize_tied=True)
+    assert "lm_head" in report.replaced and isinstance(model.lm_head, QuantLinear)
+    assert isinstance(model.model.embed_tokens.weight, torch.nn.Parameter)  # the embedding stays float
+
+
+def test_group_size_that_does_not_divide_names_the_sizes_that_do(model):
+    from qlearn import PerGroup, quantize_model
+
+    with pytest.raises(ValueError, match=r"in_features 48 in 'model.layers.0.self_attn.q_proj'.*\[16, 24, 48\]"):
+        quantize_model(model, bits=4, granularity=PerGroup(32))
+    assert type(model.model.layers[0].self_attn.q_proj) is torch.nn.Linear  # nothing replaced
+    report = quantize_model(model, bits=4, granularity=PerGroup(32), skip_incompatible=True)
+    assert report.replaced == ("model.layers.0.mlp.down_proj", "model.layers.1.mlp.down_proj")
+    assert "does not divide" in report.skipped["model.layers.0.self_attn.q_proj"]
+
+
+@pytest.mark.parametrize("bits, group", [(8, None), (4, 16), (2, 16)], ids=["w8-channel", "w4-g16", "w2-g16"])
+def test_save_load_round_trip_keeps_the_tie(model, tokenizer, tmp_path, bits, group):
+    from qlearn import PerChannel, PerGroup, load_quantized, quantize_model, save_quantized
+
+    quantize_model(model, bits=bits, granularity=PerChannel() if group is None else PerGroup(group),
+                   kernel="reference")
+    save_quantized(model, tmp_path / "tiny.safetensors")
+    with torch.device("meta"):
+        skeleton = tiny_llama(len(tokenizer))
+    loaded = load_quantized(skeleton, tmp_path / "tiny.safetensors", kernel="reference")
+    assert loaded.lm_head.weight is loaded.model.embed_tokens.weight
+    ids = tokenizer(TEXT, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        assert torch.equal(loaded(ids).logits, model(ids).logits)
