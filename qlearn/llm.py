@@ -16,12 +16,14 @@ interrupted first load leaves no broken cache behind.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
 import shutil
 import tempfile
 import warnings
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
@@ -68,7 +70,22 @@ def _cache_entry(gguf: Path) -> Path:
     return cache_dir() / f"smollm2-135m-instruct-{key}"
 
 
-def _convert(gguf: Path, target: Path) -> None:
+@contextmanager
+def _gguf_bar(progress: bool):
+    """Show or hide transformers' "de-quantizing GGUF tensors" bar (a plain tqdm that ignores its logging switch)."""
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    bar = getattr(gguf_utils, "tqdm", None)
+    if bar is not None and not progress:
+        gguf_utils.tqdm = functools.partial(bar, disable=True)
+    try:
+        yield
+    finally:
+        if bar is not None:
+            gguf_utils.tqdm = bar
+
+
+def _convert(gguf: Path, target: Path, progress: bool = False) -> None:
     """Dequantize the GGUF file and save it as a plain Hugging Face folder, atomically (temp dir, rename)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -77,7 +94,7 @@ def _convert(gguf: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
     try:
-        with quiet_hf_progress():
+        with quiet_hf_progress(), _gguf_bar(progress):
             model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
             tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
             # The weights are plain floats now: drop the GGUF marker so save_pretrained writes them.
@@ -101,16 +118,18 @@ def _check_dtype(dtype) -> torch.dtype:
     return dtype
 
 
-def load_llm(model_id: str | None = None, dtype: torch.dtype = torch.float32):
+def load_llm(model_id: str | None = None, dtype: torch.dtype = torch.float32, progress: bool = True):
     """Load (model, tokenizer) of a causal LM in eval mode: the bundled SmolLM2 when `model_id` is None.
 
-    None reads the cache (see the module docstring), converting the GGUF file on first use.
+    None reads the cache (see the module docstring), converting the GGUF file on first use
+    (with a tqdm bar when `progress`; a cached load shows none).
     Any other string is a Hugging Face causal-LM id loaded online, such as SMOLLM2 (the original
     bf16 checkpoint). `dtype` is float32, bfloat16 or float16; the weights are cast while loading.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     _check_dtype(dtype)
+    check_bool(progress, "progress")
     if model_id is not None and (not isinstance(model_id, str) or not model_id.strip()):
         raise TypeError(f"model_id must be a Hugging Face causal-LM id such as {SMOLLM2!r} or None, got {model_id!r}")
     if model_id is None:
@@ -118,12 +137,12 @@ def load_llm(model_id: str | None = None, dtype: torch.dtype = torch.float32):
         path = _cache_entry(gguf)
         if not (path / "config.json").is_file():
             try:
-                _convert(gguf, path)
+                _convert(gguf, path, progress)
             except OSError as err:  # a read-only or full disk: convert into a throwaway folder
                 warnings.warn(f"could not write the model cache in {path.parent} ({err}); "
                               f"set {CACHE_ENV} to a writable folder to make the next load fast")
                 path = Path(tempfile.mkdtemp(prefix="qlearn-smollm2-")) / "model"
-                _convert(gguf, path)
+                _convert(gguf, path, progress)
     else:
         path = model_id
     try:

@@ -72,8 +72,8 @@ def test_interrupted_conversion_leaves_no_cache(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("kwargs, error", [
     ({"dtype": torch.int8}, TypeError), ({"dtype": "float16"}, TypeError), ({"dtype": torch.float64}, TypeError),
-    ({"model_id": ""}, TypeError), ({"model_id": 3}, TypeError),
-], ids=["int8", "dtype-string", "float64", "empty-id", "int-id"])
+    ({"model_id": ""}, TypeError), ({"model_id": 3}, TypeError), ({"progress": 1}, TypeError),
+], ids=["int8", "dtype-string", "float64", "empty-id", "int-id", "progress-int"])
 def test_load_llm_rejects_bad_arguments(kwargs, error):
     with pytest.raises(error):
         llm.load_llm(**kwargs)
@@ -132,11 +132,12 @@ def test_course_texts_are_separate_and_long_enough(tokenizer):
 # ---- the real model --------------------------------------------------------------------------------------
 
 @pytest.mark.real_llm
-def test_real_smollm2_loads_caches_generates_and_scores(llm_cache):
+def test_real_smollm2_loads_caches_generates_and_scores(llm_cache, capsys):
     """The bundled model: converted once into the session's cache, read back, generates, and scores the eval text."""
     import gguf
 
-    model, tokenizer = llm.load_llm()
+    model, tokenizer = llm.load_llm(progress=False)
+    assert "GGUF" not in capsys.readouterr().err  # progress=False hides transformers' conversion bar
     entry = llm._cache_entry(llm.smollm2_gguf())
     assert (entry / "model.safetensors").is_file() and (entry / "tokenizer.json").is_file()
     assert len(model.model.layers) == 30 and model.config.hidden_size == 576
