@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from . import metrics
+from ._quiet import silence_torchao_import_noise
 from ._validate import check_bits, check_bool, check_float_tensor
 from .granularity import Granularity, PerChannel, PerGroup, PerTensor, PerToken, check_granularity
 from .primitives import choose_qparams, dequantize, quantize, qrange
@@ -67,6 +68,7 @@ def _compare(library, config, x, qp, scale, zero_point, codes, x_hat) -> Compari
 
 def torchao_granularity(granularity: Granularity, ndim: int):
     """The torchao granularity object for a qlearn one (PerChannel(axis) -> PerAxis(axis))."""
+    silence_torchao_import_noise()
     from torchao.quantization import granularity as tg
 
     check_granularity(granularity)
@@ -88,6 +90,7 @@ def compare_with_torchao(x: torch.Tensor, bits: int = 8, symmetric: bool = False
     torchao's MappingType.SYMMETRIC uses the full range; qlearn reproduces it with restricted=False.
     Shapes: x (...); scales are compared block by block in the same order.
     """
+    silence_torchao_import_noise()
     from torchao.quantization.quant_primitives import (MappingType, choose_qparams_affine,
                                                         dequantize_affine, quantize_affine)
     from torchao.quantization.utils import get_block_size
@@ -117,6 +120,7 @@ def compare_with_quanto(W: torch.Tensor, weights: str = "qint8", group_size: int
                                                         vs  choose_qparams(W, 4, False, PerGroup(group_size))
     Shapes: W (out, in); for qint4, group_size must divide in.
     """
+    silence_torchao_import_noise()  # optimum-quanto imports torchao
     from optimum.quanto import AbsmaxOptimizer, MaxOptimizer, qint4, qint8, quantize_weight
 
     check_float_tensor(W, "W")

@@ -12,6 +12,8 @@ import os
 import torch
 from torch import nn
 
+from ._quiet import silence_torchao_import_noise
+
 MINILM = "all-MiniLM-L6-v2"
 
 SENTENCES = (
@@ -40,6 +42,7 @@ def load_model(model_id: str | None = None, dtype: torch.dtype | None = None, se
     transformers): the weights are
     cast while loading. `seq2seq=True` loads an encoder-decoder such as flan-t5 for `generate`.
     """
+    silence_torchao_import_noise()  # from_pretrained imports transformers' torchao quantizer, hence torchao
     from transformers import AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
