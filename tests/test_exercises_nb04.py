@@ -8,12 +8,12 @@ from qlearn.exercises import nb04
 from qlearn.sweep import roundtrip
 from qlearn.tensors import sample_tensor
 
-SCALE_BITS, ZERO_POINT_BITS = 16, 16  # what the exercise counts per group
+SCALE_BITS, ZERO_POINT_BITS = 32, 8  # what the exercise counts per group: QuantLinear's float32 scale, int8 zero point
 
 
 @pytest.mark.parametrize("answer", numeric_forms(3 + (SCALE_BITS + ZERO_POINT_BITS) / 64))
 def test_effective_bits_accepts_every_numeric_form(answer):
-    """04 Ex1 answered as tensor(3.5) is right."""
+    """04 Ex1 answered as a tensor (as tensor(3.5) was under the old fp16 count) is right."""
     assert nb04.check_effective_bits(answer)
 
 
@@ -23,9 +23,16 @@ def test_effective_bits_names_the_wrong_group_size(group):
     assert not fb and f"groups of {group}" in fb.message
 
 
+def test_effective_bits_explains_the_papers_fp16_count():
+    fb = nb04.check_effective_bits(3 + (16 + 16) / 64)
+    assert not fb and "fp16" in fb.message and "float32" in fb.message
+
+
 def test_effective_bits_rejects_wrong_answers_and_says_why():
     fb = nb04.check_effective_bits(3 + SCALE_BITS / 64)
     assert not fb and "scale only" in fb.message
+    fb = nb04.check_effective_bits(3 + ZERO_POINT_BITS / 64)
+    assert not fb and "zero point only" in fb.message
     fb = nb04.check_effective_bits(3)
     assert not fb and "codes only" in fb.message
     for bad in NOT_NUMBERS:
@@ -48,8 +55,8 @@ def test_budget_choice_agrees_with_the_rule(bits, granularity):
 
 def _a_right_choice():
     W = sample_tensor("minilm_weight")
-    good = [g for g in (32, 64, 128) if (n := roundtrip(W, 4, False, PerGroup(g))[1])["effective_bits"] <= 4.5
-            and n["sqnr_db"] >= 20.0]
+    good = [g for g in (32, 64, 128) if (n := roundtrip(W, 4, False, PerGroup(g))[1])["effective_bits"]
+            <= nb04.BUDGET_BITS and n["sqnr_db"] >= nb04.TARGET_SQNR_DB]
     assert good, "the exercise has no answer"
     return 4, PerGroup(good[0])
 

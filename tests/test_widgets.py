@@ -58,7 +58,7 @@ def test_every_group_size(group_size):
     e = quantization_explorer(x, bits=4, granularity="group")
     e.controls["group_size"].value = group_size
     _check(e, x, 4, False, make_granularity("group", group_size))
-    assert e.info["effective_bits"] == 4 + 32 / group_size
+    assert e.info["effective_bits"] == 4 + (32 + 8) / group_size  # float32 scale + int8 zero point, as QuantLinear
 
 
 def test_every_source_tensor_including_real_minilm():
@@ -72,7 +72,7 @@ def test_every_source_tensor_including_real_minilm():
 
 def test_readout_shows_effective_bits():
     e = quantization_explorer(_x(), bits=4, granularity="group", group_size=128)
-    assert "4.250" in e.box.children[3].value
+    assert "4.312" in e.box.children[3].value and "int8 zero point" in e.box.children[3].value
     assert "SQNR" in e.box.children[3].value
 
 

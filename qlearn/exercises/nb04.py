@@ -4,47 +4,51 @@ from __future__ import annotations
 
 import math
 
-from ..bits import effective_bits
+from ..bits import PAPERS_FP16, SCALE_BITS, ZERO_POINT_BITS, effective_bits
 from ..granularity import Granularity, PerGroup
 from ..sweep import roundtrip
 from ..tensors import sample_tensor
 from ._feedback import Feedback, as_int, as_number, describe, right, wrong
 
 TARGET_SQNR_DB = 20.0
-BUDGET_BITS = 4.5
-_SCALE_BITS, _ZERO_POINT_BITS = 16, 16  # what exercise 1 counts per group
+BUDGET_BITS = 4.75
 
 
-def _effective(bits: int, group: int, scale_bits: int = _SCALE_BITS, zero_point_bits: int = _ZERO_POINT_BITS) -> float:
+def _effective(bits: int, group: int, scale_bits: int = SCALE_BITS, zero_point_bits: int = ZERO_POINT_BITS) -> float:
+    """The course's count (qlearn.bits): a float32 scale and an int8 zero point per group."""
     return effective_bits((1, 3072), bits, PerGroup(group), scale_bits=scale_bits, zero_point_bits=zero_point_bits)
 
 
 def check_effective_bits(value) -> Feedback:
-    """Exercise 1: effective bits per weight of 3-bit asymmetric codes in groups of 64 (one scale and one zero
-    point per group)."""
+    """Exercise 1: effective bits per weight of 3-bit asymmetric codes in groups of 64, counted as QuantLinear
+    stores them: a float32 scale and an int8 zero point per group (3 + 40 / 64 = 3.625)."""
     number = as_number(value)
     if number is None:
         return wrong(f"answer with a number of bits (replace the None), got {describe(value)}")
     want = _effective(3, 64)
-    formula = f"3 + ({_SCALE_BITS} + {_ZERO_POINT_BITS}) / 64"
+    formula = f"3 + ({SCALE_BITS} + {ZERO_POINT_BITS}) / 64"
     if math.isclose(number, want, rel_tol=1e-6):
         return right(f"{formula} = {want:.4g} bits per weight.")
     known = [(_effective(3, 64, zero_point_bits=0), f"you counted the scale only, but the asymmetric scheme also "
-              f"stores a {_ZERO_POINT_BITS}-bit zero point per group"),
+              f"stores a {ZERO_POINT_BITS}-bit zero point per group"),
              (_effective(3, 64, scale_bits=0), f"you counted the zero point only, but each group also stores a "
-              f"{_SCALE_BITS}-bit scale"),
-             (3.0, "3 bits counts the codes only, but every group of 64 also stores its scale and zero point")]
+              f"{SCALE_BITS}-bit scale"),
+             (3.0, "3 bits counts the codes only, but every group of 64 also stores its scale and zero point"),
+             (_effective(3, 64, **PAPERS_FP16), "that is the papers' count with an fp16 scale and an fp16 zero point "
+              f"(3 + 32 / 64); this course counts what QuantLinear stores, a float32 scale ({SCALE_BITS} bits) and an "
+              f"int8 zero point ({ZERO_POINT_BITS} bits) per group")]
     known += [(_effective(3, g), f"that is the count for groups of {g}, and the exercise asks for groups of 64")
               for g in (16, 32, 128, 256)]
     reasons = [why for value, why in known if math.isclose(number, value, rel_tol=1e-6)]
     if reasons:
         return wrong(f"{number:g}: " + "; or ".join(reasons) + ".")
-    return wrong(f"each group of 64 weights shares one {_SCALE_BITS}-bit scale and one {_ZERO_POINT_BITS}-bit zero "
-                 "point: bits + (scale bits + zero point bits) / 64.")
+    return wrong(f"each group of 64 weights shares one float32 scale ({SCALE_BITS} bits) and one int8 zero point "
+                 f"({ZERO_POINT_BITS} bits): bits + (scale bits + zero point bits) / 64.")
 
 
 def check_budget_choice(bits, granularity) -> Feedback:
-    """Exercise 2: asymmetric bits and granularity for the MiniLM weight with SQNR >= 20 dB in <= 4.5 bits per weight."""
+    """Exercise 2: asymmetric bits and granularity for the MiniLM weight with SQNR >= TARGET_SQNR_DB (20 dB) in at
+    most BUDGET_BITS (4.75) effective bits per weight (qlearn.bits' count: float32 scale, int8 zero point)."""
     n_bits = as_int(bits)
     if n_bits is None or not 2 <= n_bits <= 8:
         return wrong(f"bits must be a whole number from 2 to 8 (replace the None), got {describe(bits)}")

@@ -49,8 +49,8 @@ def quantization_explorer(x: torch.Tensor | None = None, bits: int = 8, symmetri
                           source: str | None = None) -> Explorer:
     """A widget: bits (2-8), scheme, granularity, group size and source tensor; redraws the error histogram.
 
-    It prints MSE, SQNR, max |error| and the effective bits per weight, counting an fp16 scale (and an
-    fp16 zero point when asymmetric) per block. `x`, if given, is offered as the source called `title`;
+    It prints MSE, SQNR, max |error| and the effective bits per weight, counting a float32 scale (and an
+    int8 zero point when asymmetric) per block, as `qlearn.bits` and QuantLinear do. `x`, if given, is offered as the source called `title`;
     `source` picks a sample tensor by name instead (see `qlearn.tensors.SAMPLE_TENSORS`).
     After each redraw `explorer.last` holds {"mse", "sqnr_db", "max_abs_error", "bits", "symmetric"} (the keys
     notebook 02 prints) and `explorer.info` holds {"effective_bits", "granularity", "source", "shape"}, or
@@ -105,7 +105,7 @@ def quantization_explorer(x: torch.Tensor | None = None, bits: int = 8, symmetri
         explorer.last.update(bits=b, symmetric=sym)
         explorer.info = {"effective_bits": numbers["effective_bits"], "granularity": gran, "source": source_w.value,
                          "shape": tuple(tensor.shape)}
-        meta = "an fp16 scale" + ("" if sym else " and an fp16 zero point")
+        meta = "a float32 scale" + ("" if sym else " and an int8 zero point")  # qlearn.bits' count, as QuantLinear
         readout.value = (f"<b>{what}</b> on {label}: MSE {numbers['mse']:.3g}, SQNR {numbers['sqnr_db']:.1f} dB, "
                          f"max |error| {numbers['max_abs_error']:.3g}<br>effective bits per weight "
                          f"<b>{numbers['effective_bits']:.3f}</b> ({b}-bit codes + {meta} per block)")
