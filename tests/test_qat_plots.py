@@ -59,3 +59,21 @@ def test_observer_explorer_redraws_on_change():
         observer_explorer(x, observer="histogram")
     with pytest.raises(TypeError):
         observer_explorer([1.0, 2.0])
+
+
+def test_observer_explorer_feeds_batches_so_the_moving_average_lands_in_between():
+    """Notebook 06 §5: the table feeds x.split(512); the widget must show the same moving-average range."""
+    x = nb06.outlier_tensor()
+    ex = observer_explorer(x, bits=4, observer="moving_average")
+    table = make_observer("moving_average", 4)
+    for chunk in x.split(512):
+        table.observe(chunk)
+    lo, hi = table.range()
+    assert ex.last["lo"] == pytest.approx(float(lo)) and ex.last["hi"] == pytest.approx(float(hi))
+    p_lo, p_hi = make_observer("percentile", 4).observe(x).range()
+    assert float(x.min()) < ex.last["lo"] < float(p_lo) and float(p_hi) < ex.last["hi"] < float(x.max())
+    assert "8 batches of 512" in ex.box.children[1].value
+    whole = observer_explorer(x, bits=4, observer="moving_average", batch_size=None)
+    assert whole.last["hi"] == float(x.max())  # one batch: the moving average is min-max
+    with pytest.raises(ValueError, match="batch_size"):
+        observer_ranges(x, 4, batch_size=0)
