@@ -34,14 +34,14 @@ def ste_plot(bits: int = 2, scale: float = 1.0):
     a1.plot(xs, x_hat.detach().numpy(), color="tab:blue", label="fake_quantize(x)")
     a1.set_xlabel("x")
     a1.set_title(f"forward: {bits}-bit quantize -> dequantize")
-    a1.legend()
+    a1.legend(loc="upper left", fontsize=8)  # the empty corner: the staircase runs lower left to upper right
     a2.plot(xs, torch.zeros_like(x).detach().numpy(), color="tab:red", label="true gradient of round (0)")
     a2.vlines(steps.numpy(), 0, 1.15, colors="tab:red", linestyles=":", label="jumps: gradient undefined")
     a2.plot(xs, x.grad.numpy(), color="tab:green", lw=2, label="STE gradient (autograd)")
     a2.set_ylim(-0.1, 1.3)
     a2.set_xlabel("x")
     a2.set_title("backward: d fake_quantize(x) / dx")
-    a2.legend(loc="lower center", fontsize=8)
+    a2.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=8)  # below the axes, off the data
     fig.tight_layout()
     return fig
 
