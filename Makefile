@@ -39,6 +39,14 @@ test: install chromium
 unit: install
 	$(BIN)/python -m pytest tests
 
+# Everything `make test` runs except what needs chromium (root or sudo on Debian/Ubuntu): unit tests and nbval
+# here, and the Colab-stack tests without their browser part.
+.PHONY: test-no-browser
+test-no-browser: install install-colab
+	$(BIN)/python -m pytest tests notebooks $(NBVAL) --ignore=tests/browser
+	QLEARN_COLAB_ENV=1 $(COLAB_BIN)/python -m pytest tests/colab tests/test_stamp_colab.py \
+		$(wildcard tests/test_widget*.py) notebooks --nbval-lax --nbval-current-env
+
 notebooks: install
 	$(BIN)/python -m pytest notebooks $(NBVAL)
 
