@@ -54,6 +54,14 @@ test: install chromium
 unit: install
 	$(BIN)/python -m pytest tests
 
+# Everything `make test` runs except what needs chromium (root or sudo on Debian/Ubuntu): unit tests and nbval
+# here, and the Colab-stack tests without their browser part.
+.PHONY: test-no-browser
+test-no-browser: install install-colab
+	$(BIN)/python -m pytest tests --ignore=tests/browser
+	$(MAKE) --no-print-directory notebooks-portable
+	$(COLAB_PYTEST)
+
 notebooks: install
 	$(BIN)/python -m pytest notebooks $(NBVAL)
 
@@ -101,9 +109,11 @@ install-colab: $(COLAB_STAMP)
 # On Colab's stack (ipywidgets 7.7.1, IPython 7.34, ...): every notebook runs without error (nbval-lax),
 # the widget tests and the setup-cell tests pass; then the browser test drives that venv's classic
 # Notebook 6.5, whose widgetsnbextension is the ipywidgets 7.7.1 frontend (JupyterLab 4 renders only 8).
+COLAB_PYTEST = QLEARN_COLAB_ENV=1 $(COLAB_BIN)/python -m pytest tests/colab tests/test_stamp_colab.py \
+	tests/widgets notebooks --nbval-lax --nbval-current-env $(NBVAL_TIMEOUT)
+
 test-colab: install-colab install chromium
-	QLEARN_COLAB_ENV=1 $(COLAB_BIN)/python -m pytest tests/colab tests/test_stamp_colab.py \
-		tests/widgets notebooks --nbval-lax --nbval-current-env $(NBVAL_TIMEOUT)
+	$(COLAB_PYTEST)
 	QLEARN_REQUIRE_BROWSER=1 QLEARN_COLAB_PYTHON=$(abspath $(COLAB_BIN)/python) \
 		$(BIN)/python -m pytest tests/browser -v -k colab
 

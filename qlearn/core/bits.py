@@ -5,9 +5,19 @@ point) next to its integer codes, so the storage per weight is
 
     effective_bits = bits + n_blocks * (scale_bits + zero_point_bits) / numel
 
-For a weight (out, in) quantized per group of g with an fp16 scale and an fp16 zero point
-this is bits + 32 / g: 4-bit with g = 128 costs 4.25 bits per weight, with g = 32 it costs 5.
-Per channel the overhead is 32 / in, per tensor it is practically zero.
+The course's convention is what `qlearn.QuantLinear` really stores (and `model_size_bytes`
+counts): a float32 scale (SCALE_BITS = 32) and an int8 zero point (ZERO_POINT_BITS = 8) per
+block. For a weight (out, in) per group of g that is bits + 40 / g: 4-bit with g = 128 costs
+4.3125 bits per weight (0.539 bytes), with g = 32 it costs 5.25. Per channel the overhead is
+40 / in, per tensor it is practically zero.
+
+Papers (GPTQ, AWQ) and most LLM tables count an fp16 scale and an fp16 zero point instead,
+bits + 32 / g (4.25 at g = 128): pass `**PAPERS_FP16` to get that convention, labelled as such.
+
+A symmetric scheme needs no zero point, so none is counted. Two places where QuantLinear's
+real bytes (`model_size_bytes`) differ, on purpose: it keeps an all-zero int8 zero_point
+buffer even for a symmetric layer (one byte per block, so that one class serves both schemes),
+and it stores 3-bit codes in 4-bit slots and 5..7-bit codes in whole bytes (`packing.py`).
 """
 
 from __future__ import annotations
@@ -18,6 +28,10 @@ import torch
 
 from .validation import check_bits, check_bool
 from .granularity import Granularity, PerTensor, check_granularity
+
+SCALE_BITS = 32       # QuantLinear's scale buffer: float32
+ZERO_POINT_BITS = 8   # QuantLinear's zero_point buffer: int8
+PAPERS_FP16 = {"scale_bits": 16, "zero_point_bits": 16}  # the papers' count: an fp16 scale and an fp16 zero point
 
 
 def _check_shape(shape) -> torch.Size:
@@ -34,12 +48,13 @@ def _check_shape(shape) -> torch.Size:
 
 def _check_meta_bits(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be a non-negative int (16 for fp16, 32 for fp32, 0 if not stored), got {value!r}")
+        raise ValueError(f"{name} must be a non-negative int (32 for float32, 16 for fp16, 8 for int8, 0 if not "
+                         f"stored), got {value!r}")
     return value
 
 
 def metadata_bits(shape, granularity: Granularity = PerTensor(), symmetric: bool = False,
-                  scale_bits: int = 16, zero_point_bits: int = 16) -> int:
+                  scale_bits: int = SCALE_BITS, zero_point_bits: int = ZERO_POINT_BITS) -> int:
     """Total bits of the scales and zero points: n_blocks * (scale_bits + zero_point_bits).
 
     A symmetric scheme stores no zero point (it is always 0).
@@ -53,10 +68,11 @@ def metadata_bits(shape, granularity: Granularity = PerTensor(), symmetric: bool
 
 
 def effective_bits(shape, bits: int, granularity: Granularity = PerTensor(), symmetric: bool = False,
-                   scale_bits: int = 16, zero_point_bits: int = 16) -> float:
+                   scale_bits: int = SCALE_BITS, zero_point_bits: int = ZERO_POINT_BITS) -> float:
     """Bits stored per element, codes plus metadata: bits + metadata_bits / numel.
 
-    Example: effective_bits((384, 384), 4, PerGroup(128)) == 4.25 (fp16 scale and fp16 zero point).
+    Example: effective_bits((384, 384), 4, PerGroup(128)) == 4.3125 (float32 scale, int8 zero point);
+    effective_bits((384, 384), 4, PerGroup(128), **PAPERS_FP16) == 4.25 (the papers' fp16 scale and zero point).
     Shapes: shape (...) of the quantized tensor -> float.
     """
     check_bits(bits)
@@ -65,6 +81,6 @@ def effective_bits(shape, bits: int, granularity: Granularity = PerTensor(), sym
 
 
 def storage_bytes(shape, bits: int, granularity: Granularity = PerTensor(), symmetric: bool = False,
-                  scale_bits: int = 16, zero_point_bits: int = 16) -> float:
+                  scale_bits: int = SCALE_BITS, zero_point_bits: int = ZERO_POINT_BITS) -> float:
     """Bytes of the packed codes plus metadata: effective_bits * numel / 8."""
     return effective_bits(shape, bits, granularity, symmetric, scale_bits, zero_point_bits) * math.prod(_check_shape(shape)) / 8

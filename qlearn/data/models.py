@@ -13,6 +13,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from ..core.quiet import silence_torchao_import_noise
+
 MINILM = "all-MiniLM-L6-v2"
 
 SENTENCES = (
@@ -55,6 +57,7 @@ def load_model(model_id: str | None = None, dtype: torch.dtype | None = None, se
     transformers): the weights are
     cast while loading. `seq2seq=True` loads an encoder-decoder such as flan-t5 for `generate`.
     """
+    silence_torchao_import_noise()  # from_pretrained imports transformers' torchao quantizer, hence torchao
     from transformers import AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer
 
     if model_id is not None and (not isinstance(model_id, str) or not model_id.strip()):

@@ -12,8 +12,6 @@ The MiniLM tensors are loaded once and cached, so a widget switching between sou
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import torch
 
 SAMPLE_TENSORS = ("gaussian", "relu", "outliers", "minilm_weight", "minilm_activation")
@@ -26,11 +24,25 @@ def _check_shape2(shape) -> tuple[int, int]:
     return shape
 
 
-@lru_cache(maxsize=None)
+_LOADED: dict[str, torch.Tensor] = {}  # the MiniLM sample tensors loaded so far, by name
+
+
 def _minilm(name: str) -> torch.Tensor:
     from . import models
 
-    return models.minilm_weight() if name == "minilm_weight" else models.minilm_activation()
+    if name not in _LOADED:
+        _LOADED[name] = models.minilm_weight() if name == "minilm_weight" else models.minilm_activation()
+    return _LOADED[name]
+
+
+def is_ready(name: str) -> bool:
+    """True when sample_tensor(name) returns at once: a synthetic tensor, or a MiniLM one already loaded.
+
+    A widget uses it to show "loading MiniLM..." before the first, slow, load.
+    """
+    if name not in SAMPLE_TENSORS:
+        raise ValueError(f"unknown sample tensor {name!r}; choose one of {', '.join(SAMPLE_TENSORS)}")
+    return not name.startswith("minilm") or name in _LOADED
 
 
 def sample_tensor(name: str, shape: tuple[int, int] = (256, 512), seed: int = 0) -> torch.Tensor:

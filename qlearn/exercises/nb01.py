@@ -5,17 +5,21 @@ from __future__ import annotations
 import torch
 
 from ..core.dtypes import FLOAT_DTYPES, float_info, model_memory_bytes
-from ._feedback import Feedback, right, wrong
+from ._feedback import Feedback, as_number, describe, right, wrong
 
 
 def check_memory_bytes(model: torch.nn.Module, answer) -> Feedback:
     """Exercise 1: the bytes of `model`'s parameters and buffers if cast to bfloat16."""
-    if isinstance(answer, bool) or not isinstance(answer, (int, float)):
-        return wrong(f"answer with a number of bytes, got {answer!r}")
+    number = as_number(answer)
+    if number is None:
+        return wrong(f"answer with a number of bytes (an int, a float or a one-element tensor), got {describe(answer)}")
     expected = model_memory_bytes(model, torch.bfloat16)
-    if int(answer) == expected:
+    if number == expected:
         return right(f"{expected:,} bytes: every float tensor costs 2 bytes per element, integer buffers keep theirs.")
-    return wrong(f"{int(answer):,} bytes is off by {int(answer) - expected:+,}. Hint: count numel() x bytes per element "
+    if number == model_memory_bytes(model, torch.float32):
+        return wrong(f"{number:,.0f} bytes is the model as it is now (float32, 4 bytes per element). "
+                     "Count 2 bytes per element for the floating-point tensors.")
+    return wrong(f"{number:,.0f} bytes is off by {number - expected:+,.0f}. Hint: count numel() x bytes per element "
                  "for parameters AND buffers; only floating-point tensors change size.")
 
 
@@ -24,8 +28,8 @@ def check_smallest_safe_dtype(value: float, answer) -> Feedback:
     (ties broken by precision: more mantissa bits wins)."""
     if isinstance(answer, torch.dtype):
         answer = next((n for n, d in FLOAT_DTYPES.items() if d == answer), str(answer))
-    if answer not in FLOAT_DTYPES:
-        return wrong(f"answer with one of {list(FLOAT_DTYPES)}, got {answer!r}")
+    if not isinstance(answer, str) or answer not in FLOAT_DTYPES:
+        return wrong(f"answer with one of {list(FLOAT_DTYPES)}, got {describe(answer)}")
     fits = [float_info(n) for n in FLOAT_DTYPES if abs(value) <= float_info(n).max]
     best = min(fits, key=lambda i: (i.bytes, -i.mantissa_bits))
     if answer == best.name:
@@ -38,9 +42,12 @@ def check_smallest_safe_dtype(value: float, answer) -> Feedback:
 
 def check_machine_epsilon(dtype_name: str, answer) -> Feedback:
     """Exercise 3: the gap between 1.0 and the next representable number in `dtype_name`."""
-    if isinstance(answer, bool) or not isinstance(answer, (int, float)):
-        return wrong(f"answer with a number, got {answer!r}")
-    eps = float_info(dtype_name).eps
-    if float(answer) == eps:
-        return right(f"eps = 2^-{float_info(dtype_name).mantissa_bits} = {eps:g} for {dtype_name}.")
-    return wrong(f"{answer:g} is not it. Hint: with m mantissa bits, the number after 1.0 is 1 + 2^-m.")
+    number = as_number(answer)
+    if number is None:
+        return wrong(f"answer with a number (a float or a one-element tensor), got {describe(answer)}")
+    info = float_info(dtype_name)
+    if number == info.eps:
+        return right(f"eps = 2^-{info.mantissa_bits} = {info.eps:g} for {dtype_name}.")
+    if number == 1 + info.eps:
+        return wrong(f"{number:g} is the next number itself; the question asks for the gap: subtract 1.0.")
+    return wrong(f"{number:g} is not it. Hint: with m mantissa bits, the number after 1.0 is 1 + 2^-m.")

@@ -6,17 +6,16 @@ import torch
 
 from ..core.primitives import choose_qparams, dequantize, quantize
 from ..core.metrics import sqnr_db
-from ._feedback import Feedback, right, wrong
+from ._feedback import Feedback, as_int, as_number, describe, right, wrong
 
 
 def check_scale_and_zero_point(x: torch.Tensor, scale, zero_point, bits: int = 8) -> Feedback:
     """Exercise 1: asymmetric min-max scale and zero point of `x` (range including 0, signed codes)."""
     qp = choose_qparams(x, bits=bits, symmetric=False)
     s, z = float(qp.scale), int(qp.zero_point)
-    try:
-        scale, zero_point = float(scale), float(zero_point)
-    except (TypeError, ValueError):
-        return wrong("answer with two numbers: scale and zero_point")
+    scale, zero_point = as_number(scale), as_number(zero_point)
+    if scale is None or zero_point is None:
+        return wrong("answer with two numbers: scale and zero_point (replace the None)")
     if abs(scale - s) > 1e-6 * s:
         return wrong(f"scale {scale:.6g} is off. Hint: scale = (r_max - r_min) / (q_max - q_min) with "
                      f"q_min = {qp.qmin}, q_max = {qp.qmax}.")
@@ -30,6 +29,9 @@ def check_dequantized(q: torch.Tensor, scale: float, zero_point: int, answer: to
     """Exercise 2: r = scale * (q - zero_point) for the given codes."""
     if not isinstance(answer, torch.Tensor):
         return wrong(f"answer with a tensor, got {type(answer).__name__}")
+    if not answer.is_floating_point():
+        return wrong(f"your tensor has dtype {answer.dtype}: dequantized values are real numbers, "
+                     "so compute in float (codes.float())")
     expected = scale * (q.float() - zero_point)
     if answer.shape != expected.shape:
         return wrong(f"shape {tuple(answer.shape)} should be {tuple(expected.shape)}")
@@ -40,15 +42,18 @@ def check_dequantized(q: torch.Tensor, scale: float, zero_point: int, answer: to
 
 def check_min_bits(x: torch.Tensor, target_db: float, answer) -> Feedback:
     """Exercise 3: the fewest bits (2..8) whose asymmetric per-tensor quantization of x reaches target_db SQNR."""
+    bits = as_int(answer)
+    if bits is None:
+        return wrong(f"answer with a whole number of bits (such as 5), got {describe(answer)}")
+    if not 2 <= bits <= 8:
+        return wrong(f"{bits} bits is outside the widths this exercise searches: try every width from 2 to 8.")
     sqnr = {b: sqnr_db(x, dequantize(quantize(x, qp := choose_qparams(x, bits=b)), qp)) for b in range(2, 9)}
     enough = [b for b, v in sqnr.items() if v >= target_db]
-    if isinstance(answer, bool) or not isinstance(answer, int):
-        return wrong(f"answer with an int number of bits, got {answer!r}")
     if not enough:
         return wrong(f"no bit width up to 8 reaches {target_db} dB")
-    if answer == enough[0]:
-        fewer = f"; {answer - 1} bits only {sqnr[answer - 1]:.1f} dB" if answer > 2 else ""
-        return right(f"{answer} bits give {sqnr[answer]:.1f} dB{fewer}.")
-    if answer in sqnr and sqnr[answer] < target_db:
-        return wrong(f"{answer} bits give only {sqnr[answer]:.1f} dB < {target_db} dB.")
-    return wrong(f"{answer} bits reach the target, but fewer bits do too.")
+    if bits == enough[0]:
+        fewer = f"; {bits - 1} bits only {sqnr[bits - 1]:.1f} dB" if bits > 2 else ""
+        return right(f"{bits} bits give {sqnr[bits]:.1f} dB{fewer}.")
+    if sqnr[bits] < target_db:
+        return wrong(f"{bits} bits give only {sqnr[bits]:.1f} dB < {target_db} dB.")
+    return wrong(f"{bits} bits reach the target ({sqnr[bits]:.1f} dB), but fewer bits do too.")

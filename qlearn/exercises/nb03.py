@@ -9,26 +9,17 @@ import torch
 from ..core.primitives import choose_qparams, dequantize, quantize
 from ..teaching.sweep import roundtrip
 from ..data.tensors import sample_tensor
-from ._feedback import Feedback, right, wrong
+from ._feedback import Feedback, as_number, describe, right, wrong
 
 # Exercises 1 and 2 use this tensor.
 X_EX = torch.tensor([-0.6, -0.1, 0.0, 0.4, 1.8])
 
 
-def _number(value):
-    """value as a finite float, or None."""
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
-
-
 def check_scale_zero_point(scale, zero_point) -> Feedback:
     """Exercise 1: the 8-bit asymmetric scale and zero point of X_EX, computed by hand."""
-    s, z = _number(scale), _number(zero_point)
+    s, z = as_number(scale), as_number(zero_point)
     if s is None or z is None:
-        return wrong(f"answer with two numbers (replace the None), got scale={scale!r}, zero_point={zero_point!r}")
+        return wrong(f"answer with two numbers (replace the None), got scale={describe(scale)}, zero_point={describe(zero_point)}")
     qp = choose_qparams(X_EX, 8, symmetric=False)
     if not math.isclose(s, float(qp.scale), rel_tol=1e-3):
         return wrong(f"scale {s:.6g} is off. Hint: spread [min(x, 0), max(x, 0)] over qmax - qmin = 255 steps.")
@@ -41,9 +32,9 @@ def check_scale_zero_point(scale, zero_point) -> Feedback:
 
 def check_symmetric_code(scale, code) -> Feedback:
     """Exercise 2: 4-bit symmetric (restricted) scale of X_EX and the code that 0.4 gets."""
-    s, c = _number(scale), _number(code)
+    s, c = as_number(scale), as_number(code)
     if s is None or c is None:
-        return wrong(f"answer with two numbers (replace the None), got scale={scale!r}, code={code!r}")
+        return wrong(f"answer with two numbers (replace the None), got scale={describe(scale)}, code={describe(code)}")
     qp = choose_qparams(X_EX, 4, symmetric=True)
     want = int(quantize(X_EX, qp)[3])
     if not math.isclose(s, float(qp.scale), rel_tol=1e-3):
@@ -56,14 +47,19 @@ def check_symmetric_code(scale, code) -> Feedback:
 
 def check_relu_ratio(ratio) -> Feedback:
     """Exercise 3: MSE(symmetric) / MSE(asymmetric) of the ReLU-like sample tensor at 4 bits, per tensor."""
-    r = _number(ratio)
+    r = as_number(ratio)
     if r is None:
-        return wrong(f"answer with one number (replace the None), got {ratio!r}")
+        return wrong(f"answer with one number (replace the None), got {describe(ratio)}")
     x = sample_tensor("relu")
-    want = roundtrip(x, 4, True)[1]["mse"] / roundtrip(x, 4, False)[1]["mse"]
+    want, at_8 = (roundtrip(x, b, True)[1]["mse"] / roundtrip(x, b, False)[1]["mse"] for b in (4, 8))
     if math.isclose(r, want, rel_tol=0.01):
-        return right(f"{want:.2f}. Symmetric leaves the negative codes unused: about half the levels, "
-                     "about twice the step, about 4x the squared error.")
+        closer = "closer to" if abs(want - 4) < abs(at_8 - 4) else "further from"
+        return right(f"{want:.2f} at 4 bits, {closer} 4 than the {at_8:.2f} of 8 bits. Symmetric leaves the negative "
+                     "codes unused, so its step is about twice as large and its squared error about 4x. Not exactly "
+                     "2x: on [0, max] the asymmetric scheme has 2^b - 1 steps, the symmetric one only "
+                     f"2^(b-1) - 1, so the step ratio is 15 / 7 at 4 bits (squared: {(15 / 7) ** 2:.2f}) and "
+                     f"255 / 127 at 8 bits (squared: {(255 / 127) ** 2:.2f}). The fewer the bits, the more the "
+                     "one lost level counts.")
     if math.isclose(r, 1 / want, rel_tol=0.01):
         return wrong("you divided the other way round: symmetric MSE on top.")
     return wrong("use qlearn.teaching.sweep.roundtrip(x, 4, symmetric)[1]['mse'] for both schemes on sample_tensor('relu').")

@@ -4,41 +4,63 @@ from __future__ import annotations
 
 import math
 
-from ..core.bits import effective_bits
+from ..core.bits import PAPERS_FP16, SCALE_BITS, ZERO_POINT_BITS, effective_bits
 from ..core.granularity import Granularity, PerGroup
 from ..teaching.sweep import roundtrip
 from ..data.tensors import sample_tensor
-from ._feedback import Feedback, right, wrong
+from ._feedback import Feedback, as_int, as_number, describe, right, wrong
 
 TARGET_SQNR_DB = 20.0
-BUDGET_BITS = 4.5
+BUDGET_BITS = 4.75
+
+
+def _effective(bits: int, group: int, scale_bits: int = SCALE_BITS, zero_point_bits: int = ZERO_POINT_BITS) -> float:
+    """The course's count (qlearn.core.bits): a float32 scale and an int8 zero point per group."""
+    return effective_bits((1, 3072), bits, PerGroup(group), scale_bits=scale_bits, zero_point_bits=zero_point_bits)
 
 
 def check_effective_bits(value) -> Feedback:
-    """Exercise 1: effective bits per weight of 3-bit codes, groups of 64, an fp16 scale and an fp16 zero point."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return wrong(f"answer with a number of bits (replace the None), got {value!r}")
-    want = effective_bits((384, 384), 3, PerGroup(64))
-    if math.isclose(value, want, rel_tol=1e-6):
-        return right(f"3 + (16 + 16) / 64 = {want:.2f} bits per weight.")
-    if math.isclose(value, 3 + 16 / 64):
-        return wrong("the asymmetric scheme also stores a zero point per group.")
-    return wrong("each group of 64 weights shares one 16-bit scale and one 16-bit zero point.")
+    """Exercise 1: effective bits per weight of 3-bit asymmetric codes in groups of 64, counted as QuantLinear
+    stores them: a float32 scale and an int8 zero point per group (3 + 40 / 64 = 3.625)."""
+    number = as_number(value)
+    if number is None:
+        return wrong(f"answer with a number of bits (replace the None), got {describe(value)}")
+    want = _effective(3, 64)
+    formula = f"3 + ({SCALE_BITS} + {ZERO_POINT_BITS}) / 64"
+    if math.isclose(number, want, rel_tol=1e-6):
+        return right(f"{formula} = {want:.4g} bits per weight.")
+    known = [(_effective(3, 64, zero_point_bits=0), f"you counted the scale only, but the asymmetric scheme also "
+              f"stores a {ZERO_POINT_BITS}-bit zero point per group"),
+             (_effective(3, 64, scale_bits=0), f"you counted the zero point only, but each group also stores a "
+              f"{SCALE_BITS}-bit scale"),
+             (3.0, "3 bits counts the codes only, but every group of 64 also stores its scale and zero point"),
+             (_effective(3, 64, **PAPERS_FP16), "that is the papers' count with an fp16 scale and an fp16 zero point "
+              f"(3 + 32 / 64); this course counts what QuantLinear stores, a float32 scale ({SCALE_BITS} bits) and an "
+              f"int8 zero point ({ZERO_POINT_BITS} bits) per group")]
+    known += [(_effective(3, g), f"that is the count for groups of {g}, and the exercise asks for groups of 64")
+              for g in (16, 32, 128, 256)]
+    reasons = [why for value, why in known if math.isclose(number, value, rel_tol=1e-6)]
+    if reasons:
+        return wrong(f"{number:g}: " + "; or ".join(reasons) + ".")
+    return wrong(f"each group of 64 weights shares one float32 scale ({SCALE_BITS} bits) and one int8 zero point "
+                 f"({ZERO_POINT_BITS} bits): bits + (scale bits + zero point bits) / 64.")
 
 
 def check_budget_choice(bits, granularity) -> Feedback:
-    """Exercise 2: asymmetric bits and granularity for the MiniLM weight with SQNR >= 20 dB in <= 4.5 bits per weight."""
-    if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 8:
-        return wrong(f"bits must be an int from 2 to 8 (replace the None), got {bits!r}")
+    """Exercise 2: asymmetric bits and granularity for the MiniLM weight with SQNR >= TARGET_SQNR_DB (20 dB) in at
+    most BUDGET_BITS (4.75) effective bits per weight (qlearn.core.bits' count: float32 scale, int8 zero point)."""
+    n_bits = as_int(bits)
+    if n_bits is None or not 2 <= n_bits <= 8:
+        return wrong(f"bits must be a whole number from 2 to 8 (replace the None), got {describe(bits)}")
     if not isinstance(granularity, Granularity):
-        return wrong(f"granularity must be PerTensor(), PerChannel(0) or PerGroup(g), got {granularity!r}")
+        return wrong(f"granularity must be PerTensor(), PerChannel(0) or PerGroup(g), got {describe(granularity)}")
     W = sample_tensor("minilm_weight")
     try:
-        numbers = roundtrip(W, bits, False, granularity)[1]
+        numbers = roundtrip(W, n_bits, False, granularity)[1]
     except ValueError as err:
         return wrong(str(err))
     eb, sqnr = numbers["effective_bits"], numbers["sqnr_db"]
-    verdict = f"{bits}-bit {granularity}: {eb:.3f} bits per weight, SQNR {sqnr:.2f} dB."
+    verdict = f"{n_bits}-bit {granularity}: {eb:.3f} bits per weight, SQNR {sqnr:.2f} dB."
     if eb > BUDGET_BITS:
         return wrong(f"{verdict} Over the budget of {BUDGET_BITS} bits: fewer bits or larger groups.")
     if sqnr < TARGET_SQNR_DB:

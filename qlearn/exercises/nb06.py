@@ -7,7 +7,7 @@ import torch
 from ..core import metrics
 from ..training.observers import OBSERVERS, make_observer
 from ..core.primitives import fake_quantize
-from ._feedback import Feedback, right, wrong
+from ._feedback import Feedback, describe, right, wrong
 
 
 def outlier_tensor(seed: int = 0) -> torch.Tensor:
@@ -20,31 +20,46 @@ def outlier_tensor(seed: int = 0) -> torch.Tensor:
 
 def check_round_ste(fn_class) -> Feedback:
     """Exercise 1: a torch.autograd.Function whose forward is torch.round and whose backward passes
-    the gradient straight through (d round(x) / dx taken as 1)."""
+    the gradient straight through (d round(x) / dx taken as 1). The test input includes the ties
+    -2.5 ... 2.5, where torch.round rounds half to even (0.5 -> 0, 1.5 -> 2, 2.5 -> 2)."""
     if not (isinstance(fn_class, type) and issubclass(fn_class, torch.autograd.Function)):
         return wrong("pass the class itself, a subclass of torch.autograd.Function (e.g. RoundSTE)")
-    x = torch.linspace(-3.2, 3.2, 33, requires_grad=True)  # includes .5 ties
+    ties = torch.tensor([-2.5, -1.5, -0.5, 0.5, 1.5, 2.5])
+    x = torch.cat([torch.linspace(-3.2, 3.2, 33), ties]).requires_grad_(True)  # (39,)
     try:
         y = fn_class.apply(x)
     except Exception as e:  # the learner's code: report any error as feedback
         return wrong(f"calling {fn_class.__name__}.apply(x) raised {type(e).__name__}: {e}")
-    if not isinstance(y, torch.Tensor) or y.shape != x.shape or not torch.equal(y.detach(), torch.round(x.detach())):
+    if not isinstance(y, torch.Tensor):
+        return wrong(f"forward returned {describe(y)} ({type(y).__name__}); return a tensor of x's shape: torch.round(x)")
+    if not y.is_floating_point():
+        return wrong(f"forward returned a {y.dtype} tensor. Keep x's float dtype (torch.round(x), no .int() or "
+                     ".long()): gradients only flow through floating-point tensors, so backward would never run.")
+    if y.shape != x.shape:
+        return wrong(f"forward returned shape {tuple(y.shape)}; it should keep x's shape {tuple(x.shape)}")
+    x0, y0 = x.detach(), y.detach()
+    if not torch.equal(y0, torch.round(x0)):
+        if torch.equal(y0, torch.floor(x0 + 0.5)):
+            return wrong("forward rounds ties up (floor(x + 0.5) gives 0.5 -> 1, 2.5 -> 3); torch.round rounds "
+                         "half to even (0.5 -> 0, 1.5 -> 2, 2.5 -> 2). Use torch.round(x).")
+        if torch.equal(y0, x0):
+            return wrong("forward returns x unchanged; it should return torch.round(x)")
         return wrong("forward should return torch.round(x), same shape")
-    weights = torch.arange(33, dtype=torch.float32)
+    weights = torch.arange(x.numel(), dtype=torch.float32)
     try:
         (y * weights).sum().backward()
     except Exception as e:
-        return wrong(f"backward raised {type(e).__name__}: {e}")
+        return wrong(f"forward is right, but backward raised {type(e).__name__}: {e}")
     if x.grad is None or not torch.equal(x.grad, weights):
-        return wrong("backward should return grad_output unchanged (the straight-through estimate); "
-                     "autograd's own gradient of round is 0 everywhere, which would stop training")
-    return right("forward rounds, backward lets the gradient through unchanged.")
+        return wrong("forward is right; backward should return grad_output unchanged (the straight-through "
+                     "estimate). Autograd's own gradient of round is 0 everywhere, which would stop training")
+    return right("forward rounds (half to even, as torch.round), backward lets the gradient through unchanged.")
 
 
 def check_observer_choice(x: torch.Tensor, bits: int, answer: str) -> Feedback:
     """Exercise 2: the observer (by name) whose range gives `x` the lowest fake-quantization MSE."""
-    if answer not in OBSERVERS:
-        return wrong(f"answer with one of the names {sorted(OBSERVERS)}")
+    if not isinstance(answer, str) or answer not in OBSERVERS:
+        return wrong(f"answer with one of the names {sorted(OBSERVERS)}, got {describe(answer)}")
     errors = {name: metrics.mse(x, fake_quantize(x, qparams=make_observer(name, bits).observe(x).qparams()))
               for name in OBSERVERS}
     best = min(errors, key=errors.get)

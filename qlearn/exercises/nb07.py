@@ -9,23 +9,31 @@ import torch
 from ..compression.distill import soft_target_loss
 from ..compression.prune import magnitude_prune
 from ..compression.schedules import sparsity_schedule
-from ._feedback import Feedback, right, wrong
+from ._feedback import Feedback, as_number, describe, right, wrong
 
 _CASES = [((8, 8), 0.5), ((16, 4), 0.75), ((5, 7), 0.3), ((7, 3), 0.6), ((3, 3), 0.0), ((10, 10), 0.99)]
 
 
 def check_magnitude_prune(fn) -> Feedback:
-    """Exercise 1: fn(W, sparsity) must zero exactly floor(sparsity * W.numel()) entries, the smallest |w|."""
+    """Exercise 1: fn(W, sparsity) must return a copy of W (W itself unchanged) with exactly
+    floor(sparsity * W.numel()) entries, the smallest |w|, set to zero."""
     if not callable(fn):
         return wrong("pass your function itself, e.g. check_magnitude_prune(my_prune)")
     for i, (shape, s) in enumerate(_CASES):
         W = torch.randn(shape, generator=torch.Generator().manual_seed(100 + i))
+        given = W.clone()
         try:
-            got = fn(W.clone(), s)
+            got = fn(given, s)
         except Exception as err:  # a learner's bug is reported, not raised
             return wrong(f"your function raised {type(err).__name__}: {err} for W {tuple(shape)}, sparsity {s}")
+        if not torch.equal(given, W):
+            return wrong(f"your function changed the W it was given (W {tuple(shape)}, sparsity {s}); the exercise "
+                         "asks for a copy: start from W.clone() and leave W as it was")
         if not isinstance(got, torch.Tensor) or got.shape != W.shape:
-            return wrong(f"return a tensor of W's shape {tuple(shape)}, got {type(got).__name__}")
+            return wrong(f"return a tensor of W's shape {tuple(shape)}, got {describe(got)}")
+        if got.untyped_storage().data_ptr() == given.untyped_storage().data_ptr():
+            return wrong(f"for W {tuple(shape)} at sparsity {s} you return W itself (or a view of it), "
+                         "not a copy: start from W.clone()")
         k = math.floor(s * W.numel())
         zeros = int((got == 0).sum())
         if zeros != k:
@@ -52,10 +60,9 @@ def _grad_norm(T: float) -> float:
 
 def check_t_squared_ratio(ratio) -> Feedback:
     """Exercise 2: the gradient norm of the soft loss WITHOUT T^2 at T = 2, divided by the one at T = 8."""
-    if isinstance(ratio, torch.Tensor) and ratio.numel() == 1:
-        ratio = float(ratio)
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)):
-        return wrong(f"pass one number (a float), got {type(ratio).__name__}")
+    ratio = as_number(ratio)
+    if ratio is None:
+        return wrong(f"pass one number (a float or a one-element tensor), got {describe(ratio)}")
     expected = _grad_norm(2.0) / _grad_norm(8.0)
     if math.isclose(ratio, expected, rel_tol=0.01):
         return right(f"the ratio is {expected:.1f}, close to (8 / 2)^2 = 16: without the T^2 factor, "
@@ -73,10 +80,13 @@ def check_schedule(fn) -> Feedback:
     for s_f, n in ((0.9, 10), (0.5, 4), (0.8, 7)):
         for t in range(n + 1):
             try:
-                got = float(fn(t, s_f, n))
+                answer = fn(t, s_f, n)
             except Exception as err:  # a learner's bug is reported, not raised
                 return wrong(f"your function raised {type(err).__name__}: {err} at t={t}")
-            want = sparsity_schedule(t, s_f, n)
-            if not math.isclose(got, want, abs_tol=1e-9):
-                return wrong(f"at t={t}, s_f={s_f}, n={n} you return {got:.4f}, expected {want:.4f}")
+            got, want = as_number(answer), sparsity_schedule(t, s_f, n)
+            if got is None:
+                return wrong(f"at t={t} you return {describe(answer)}; return one number (a float or a "
+                             "one-element tensor)")
+            if not math.isclose(got, want, rel_tol=1e-6, abs_tol=1e-7):  # float32 tensors round at ~1e-7
+                return wrong(f"at t={t}, s_f={s_f}, n={n} you return {got:.6g}, expected {want:.6g}")
     return right("your schedule matches the cubic one: big pruning steps first, small ones at the end.")

@@ -2,14 +2,14 @@
 
 from .channels import channel_ranges
 from .compression import metric_curves, soft_targets, weight_histogram
-from .errors import error_histogram
+from .errors import error_histogram, error_histograms
 from .heatmaps import quantization_heatmaps
 from .inference import plot_bytes_vs_fidelity, plot_group_reconstruction
 from .qat import accuracy_vs_bits_plot, observer_ranges_plot, ste_plot
 from .sweeps import sqnr_vs_bits, sqnr_vs_effective_bits
 
 __all__ = [
-    "error_histogram", "quantization_heatmaps", "sqnr_vs_bits", "channel_ranges", "sqnr_vs_effective_bits",
+    "error_histogram", "error_histograms", "quantization_heatmaps", "sqnr_vs_bits", "channel_ranges", "sqnr_vs_effective_bits",
     "plot_group_reconstruction", "plot_bytes_vs_fidelity",
     "ste_plot", "observer_ranges_plot", "accuracy_vs_bits_plot",
     "weight_histogram", "metric_curves", "soft_targets",

@@ -72,7 +72,7 @@ def soft_targets(logits: torch.Tensor, temperatures: Sequence[float], title: str
         raise ValueError(f"temperatures must be a non-empty list of positive numbers, got {temperatures!r}")
     z = logits.detach().float().cpu()
     n, width = len(z), 0.8 / len(temperatures)
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+    fig, ax = plt.subplots(figsize=(8, 3.2))
     for i, T in enumerate(temperatures):
         p = torch.softmax(z / T, dim=0)  # (classes,)
         ax.bar([c + (i - (len(temperatures) - 1) / 2) * width for c in range(n)], p.numpy(), width, label=f"T = {T:g}")
@@ -82,6 +82,6 @@ def soft_targets(logits: torch.Tensor, temperatures: Sequence[float], title: str
     ax.set_yscale("log")
     ax.set_ylim(1e-6, 1.5)
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)  # outside: bars reach every corner
     fig.tight_layout()
     return fig

@@ -15,6 +15,8 @@ ANNOTATE_SIDE = 8  # write the number in each cell up to this size
 def quantization_heatmaps(x: torch.Tensor, qparams: QParams, title: str | None = None):
     """Heatmaps of x, q = quantize(x), x_hat = dequantize(q) and |x - x_hat|, each cell annotated when small.
 
+    Two rows of two panels, so that at a notebook's width every annotated number stays readable
+    (for up to 8 x 8 cells; a tensor of 4 x 6 reads best).
     Shapes: x (rows, cols) with rows, cols <= 32 -> a Figure with 4 Axes (plus colorbars).
     """
     check_float_tensor(x)
@@ -28,9 +30,12 @@ def quantization_heatmaps(x: torch.Tensor, qparams: QParams, title: str | None =
               (f"codes q ({qparams.bits}-bit)", q, "{:d}", "RdBu_r"),
               ("reconstruction x_hat", x_hat, "{:.2f}", "RdBu_r"),
               ("|x - x_hat|", (x - x_hat).abs(), "{:.3f}", "Reds")]
-    fig, axes = plt.subplots(1, 4, figsize=(15, 3.6))
+    rows, cols = x.shape
+    cell = min(0.6, 4.0 / cols)  # inches per cell: two panels side by side fit a 10-inch notebook figure
+    fig, axes = plt.subplots(2, 2, figsize=(10, 2 * rows * cell + 1.6))
+    font = 11 if cell >= 0.55 else 9
     lim = float(x.abs().max())
-    for ax, (name, t, fmt, cmap) in zip(axes, panels):
+    for ax, (name, t, fmt, cmap) in zip(axes.flat, panels):
         data = t.detach().cpu()
         if name.startswith("codes"):
             vmin, vmax = qparams.qmin, qparams.qmax
@@ -44,9 +49,9 @@ def quantization_heatmaps(x: torch.Tensor, qparams: QParams, title: str | None =
             for (i, j), v in zip(torch.cartesian_prod(torch.arange(x.shape[0]), torch.arange(x.shape[1])).tolist(),
                                  data.flatten().tolist()):
                 dark = abs(im.norm(v) - (0.0 if cmap == "Reds" else 0.5)) > (0.6 if cmap == "Reds" else 0.3)
-                ax.text(j, i, fmt.format(int(v) if fmt == "{:d}" else v), ha="center", va="center", fontsize=7,
+                ax.text(j, i, fmt.format(int(v) if fmt == "{:d}" else v), ha="center", va="center", fontsize=font,
                         color="white" if dark else "black")
-        ax.set_title(name)
+        ax.set_title(name, fontsize=12)
         ax.set_xticks([])
         ax.set_yticks([])
     scheme = "symmetric" if qparams.symmetric else "asymmetric"

@@ -22,7 +22,7 @@ def plot_group_reconstruction(W: torch.Tensor, bits: int, group_size: int, symme
     W_hat = fake_quantize(W, qparams=qp)  # (out, in)
     row, row_hat = W[0, :n], W_hat[0, :n]
     if ax is None:
-        _, ax = plt.subplots(figsize=(8, 3))
+        _, ax = plt.subplots(figsize=(9, 3))
     scale, zero_point = qp.scale[0, :, 0], qp.zero_point[0, :, 0]  # (in / g,) for row 0
     for k, start in enumerate(range(0, len(row), group_size)):
         stop = min(start + group_size, len(row))
@@ -35,7 +35,8 @@ def plot_group_reconstruction(W: torch.Tensor, bits: int, group_size: int, symme
     ax.set_xlabel("input index (row 0)")
     ax.set_ylabel("weight")
     ax.set_title(f"{bits} bits, group {group_size}: SQNR of the whole matrix {metrics.sqnr_db(W, W_hat):.1f} dB")
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)  # outside, right of the data
+    ax.figure.tight_layout()
     return ax.figure
 
 

@@ -34,38 +34,49 @@ def ste_plot(bits: int = 2, scale: float = 1.0):
     a1.plot(xs, x_hat.detach().numpy(), color="tab:blue", label="fake_quantize(x)")
     a1.set_xlabel("x")
     a1.set_title(f"forward: {bits}-bit quantize -> dequantize")
-    a1.legend()
+    a1.legend(loc="upper left", fontsize=8)  # the empty corner: the staircase runs lower left to upper right
     a2.plot(xs, torch.zeros_like(x).detach().numpy(), color="tab:red", label="true gradient of round (0)")
     a2.vlines(steps.numpy(), 0, 1.15, colors="tab:red", linestyles=":", label="jumps: gradient undefined")
     a2.plot(xs, x.grad.numpy(), color="tab:green", lw=2, label="STE gradient (autograd)")
     a2.set_ylim(-0.1, 1.3)
     a2.set_xlabel("x")
     a2.set_title("backward: d fake_quantize(x) / dx")
-    a2.legend(loc="lower center", fontsize=8)
+    a2.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=8)  # below the axes, off the data
     fig.tight_layout()
     return fig
 
 
 def observer_ranges(x: torch.Tensor, bits: int = 4, symmetric: bool = False,
-                    names=("minmax", "percentile", "mse")) -> dict[str, dict]:
-    """For each observer name: its range (lo, hi) on `x` and the MSE of fake-quantizing `x` with it."""
+                    names=("minmax", "percentile", "mse"), batch_size: int | None = None) -> dict[str, dict]:
+    """For each observer name: its range (lo, hi) on `x` and the MSE of fake-quantizing `x` with it.
+
+    `batch_size` None shows x to each observer as one batch; an int feeds x.split(batch_size) (along dim 0)
+    one batch after the other, as calibration does. Only the moving average depends on it.
+    Shapes: x (n, ...) -> {name: {"lo", "hi", "mse"}}.
+    """
     check_float_tensor(x)
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive int or None (one batch), got {batch_size!r}")
+    batches = [x] if batch_size is None else x.split(batch_size)  # each (<= batch_size, ...)
     out = {}
     for name in names:
-        obs = make_observer(name, bits, symmetric).observe(x)
+        obs = make_observer(name, bits, symmetric)
+        for batch in batches:
+            obs.observe(batch)
         (lo, hi), qp = obs.range(), obs.qparams()
         out[name] = {"lo": float(lo), "hi": float(hi), "mse": metrics.mse(x, fake_quantize(x, qparams=qp))}
     return out
 
 
 def observer_ranges_plot(x: torch.Tensor, bits: int = 4, symmetric: bool = False,
-                         names=("minmax", "percentile", "mse"), title: str = "tensor", ranges: dict | None = None):
+                         names=("minmax", "percentile", "mse"), title: str = "tensor", ranges: dict | None = None,
+                         batch_size: int | None = None):
     """Histogram of x (log counts) with each observer's [lo, hi] as vertical lines, MSE in the legend.
 
-    `ranges` (optional) is what `observer_ranges(x, bits, symmetric, names)` returned, to skip recomputing it.
-    Shapes: x (...) (flattened) -> a Figure with one Axes.
+    `ranges` (optional) is what `observer_ranges(x, bits, symmetric, names, batch_size)` returned, to skip
+    recomputing it. Shapes: x (...) (flattened) -> a Figure with one Axes.
     """
-    ranges = observer_ranges(x, bits, symmetric, names) if ranges is None else ranges
+    ranges = observer_ranges(x, bits, symmetric, names, batch_size) if ranges is None else ranges
     fig, ax = plt.subplots(figsize=(7, 3.4))
     ax.hist(x.detach().float().flatten().cpu().numpy(), bins=200, color="lightgray", log=True)
     for (name, r), color in zip(ranges.items(), ("tab:red", "tab:blue", "tab:green", "tab:purple")):

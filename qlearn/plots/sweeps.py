@@ -49,7 +49,7 @@ def sqnr_vs_effective_bits(points: list, title: str = "SQNR against effective bi
                         xytext=(3, -9), textcoords="offset points")
     front = sorted((p for p in points if p["pareto"]), key=lambda p: p["effective_bits"])
     ax.plot([p["effective_bits"] for p in front], [p["sqnr_db"] for p in front], "k-", lw=0.8, label="Pareto front")
-    ax.set_xlabel("effective bits per weight (codes + fp16 scales and zero points)")
+    ax.set_xlabel("effective bits per weight (codes + each block's scale and zero point)")
     ax.set_ylabel("SQNR (dB)")
     ax.set_title(title)
     ax.grid(alpha=0.3)

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 from ..core import metrics
 from ..core.validation import check_bits, check_bool, check_float_tensor
-from ..core.bits import effective_bits
+from ..core.bits import SCALE_BITS, ZERO_POINT_BITS, effective_bits
 from ..core.granularity import Granularity, PerChannel, PerGroup, PerTensor, check_granularity
 from ..core.primitives import choose_qparams, dequantize, quantize
 
 
 def roundtrip(x, bits: int = 8, symmetric: bool = False, granularity: Granularity = PerTensor(),
-              restricted: bool = True, scale_bits: int = 16, zero_point_bits: int = 16):
+              restricted: bool = True, scale_bits: int = SCALE_BITS, zero_point_bits: int = ZERO_POINT_BITS):
     """Quantize and dequantize x; return (x_hat, numbers).
 
-    numbers: {"mse", "sqnr_db", "max_abs_error", "effective_bits"}; effective bits count an fp16 scale
-    (and an fp16 zero point for the asymmetric scheme) per block unless scale_bits / zero_point_bits say otherwise.
+    numbers: {"mse", "sqnr_db", "max_abs_error", "effective_bits"}; effective bits count what QuantLinear stores,
+    a float32 scale (and an int8 zero point for the asymmetric scheme) per block, unless scale_bits /
+    zero_point_bits say otherwise (`**qlearn.core.bits.PAPERS_FP16` for the papers' fp16 count).
     Shapes: x (...) -> x_hat (...), same dtype.
     """
     qp = choose_qparams(x, bits, symmetric, granularity, restricted=restricted)
@@ -58,7 +59,7 @@ def sqnr_sweep(x, schemes: dict, bits=range(2, 9)) -> dict[str, dict[int, float]
 
 
 def pareto_sweep(W, bits=(2, 3, 4, 8), group_sizes=(32, 64, 128), symmetric: bool = False,
-                 scale_bits: int = 16, zero_point_bits: int = 16) -> list[dict]:
+                 scale_bits: int = SCALE_BITS, zero_point_bits: int = ZERO_POINT_BITS) -> list[dict]:
     """(effective bits, SQNR) of a weight W (out, in) for bits x {per tensor, per channel, per group g}.
 
     Returns one dict per configuration: {"label", "bits", "granularity", "effective_bits", "sqnr_db",

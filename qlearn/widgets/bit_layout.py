@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import math
 
 import ipywidgets as w
 
@@ -27,18 +28,36 @@ def layout_table_html(value: float, dtypes=tuple(FLOAT_DTYPES)) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
+def parse_number(text: str) -> float | None:
+    """The float a learner typed, keeping the sign of -0.0; also '1e-8', 'inf', 'nan'. None if not a number.
+
+    A FloatText widget would lose the sign: the browser sends -0 as JSON, which has no negative zero.
+    """
+    try:
+        return float(str(text).strip().replace("_", ""))
+    except ValueError:
+        return None
+
+
 def bit_layout_explorer(value: float = 3.14159) -> Explorer:
     """A widget: a number box; every float format's bits and the value it really stores update as you type."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"value must be a number, got {value!r}")
-    box = w.FloatText(value=float(value), description="value")
+    text = "-0.0" if value == 0 and math.copysign(1.0, value) < 0 else repr(float(value))
+    box = w.Text(value=text, description="value", continuous_update=False)
     table = w.HTML()
-    explorer = Explorer(w.VBox([box, table]), {"value": box}, table)
+    explorer = Explorer(w.VBox([box, table]), {"value": box}, table, title="bit-layout explorer")
+    explorer.static_html = lambda: table.value
 
     def redraw(*_):
-        v = float(box.value)
-        table.value = layout_table_html(v)
-        explorer.last = {name: bit_layout(v, name).stored for name in FLOAT_DTYPES}
+        v = parse_number(box.value)
+        if v is None:
+            table.value = (f"<b>{html.escape(str(box.value))!s}</b> is not a number: type one such as 0.1, -0.0, "
+                           "1e-8 or inf")
+            explorer.last = {}
+        else:
+            table.value = layout_table_html(v)
+            explorer.last = {name: bit_layout(v, name).stored for name in FLOAT_DTYPES}
         explorer.calls += 1
 
     box.observe(redraw, names="value")

@@ -35,7 +35,8 @@ def sparsity_explorer(model: nn.Module, data: Digits, layer: str, sparsity_perce
                       continuous_update=False)
     scope_w = w.ToggleButtons(options=["global", "layer"], value="global", description="scope")
     readout, out = w.HTML(), w.Output()
-    explorer = Explorer(w.VBox([w.HBox([s_w, scope_w]), readout, out]), {"sparsity": s_w, "scope": scope_w}, out)
+    explorer = Explorer(w.VBox([w.HBox([s_w, scope_w]), readout, out]), {"sparsity": s_w, "scope": scope_w}, out,
+                        title="sparsity explorer")
 
     def redraw(*_):
         s, scope = int(s_w.value) / 100, scope_w.value
@@ -65,7 +66,7 @@ def temperature_explorer(logits: torch.Tensor, T: float = 4) -> Explorer:
         raise ValueError(f"T must be one of {TEMPERATURES}, got {T!r}")
     T_w = w.SelectionSlider(options=list(TEMPERATURES), value=T, description="T", continuous_update=False)
     readout, out = w.HTML(), w.Output()
-    explorer = Explorer(w.VBox([T_w, readout, out]), {"T": T_w}, out)
+    explorer = Explorer(w.VBox([T_w, readout, out]), {"T": T_w}, out, title="temperature explorer")
 
     def redraw(*_):
         T_now = T_w.value

@@ -138,23 +138,6 @@ def test_temperature_explorer_and_soft_target_plot():
         soft_targets(z, [0])
 
 
-def test_t_squared_exercise_check():
-    from qlearn.exercises.nb07 import check_t_squared_ratio, t_squared_example
-
-    def grad_norm(T, scale):
-        z_s, z_t = t_squared_example()
-        z_s.requires_grad_(True)
-        soft_target_loss(z_s, z_t, T, scale_by_T2=scale).backward()
-        return float(z_s.grad.norm())
-
-    right = grad_norm(2.0, False) / grad_norm(8.0, False)
-    assert check_t_squared_ratio(right)
-    assert check_t_squared_ratio(torch.tensor(right))
-    assert not check_t_squared_ratio(grad_norm(2.0, True) / grad_norm(8.0, True))  # kept the T^2 factor
-    assert "scale_by_T2=False" in check_t_squared_ratio(grad_norm(2.0, True) / grad_norm(8.0, True)).message
-    assert not check_t_squared_ratio("16")
-
-
 @pytest.mark.parametrize("device", DEVICES)
 def test_distillation_loss_runs_on_the_logits_device(device):
     z_s, z_t = (z.to(device) for z in _logits(4))

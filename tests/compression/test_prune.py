@@ -289,31 +289,6 @@ def test_weight_histogram_and_sparsity_explorer(data, trained_mlp):
         sparsity_explorer(trained_mlp, "data", layer="2")
 
 
-def test_exercise_checks_tell_right_from_wrong():
-    from qlearn.exercises.nb07 import check_magnitude_prune, check_schedule
-
-    def largest_removed(W, s):
-        k = math.floor(s * W.numel())
-        out = W.clone().flatten()
-        out[out.abs().argsort(descending=True)[:k]] = 0
-        return out.reshape(W.shape)
-
-    def rounds_instead_of_floor(W, s):
-        k = round(s * W.numel())
-        out = W.clone().flatten()
-        out[out.abs().argsort()[:k]] = 0
-        return out.reshape(W.shape)
-
-    assert check_magnitude_prune(magnitude_prune)
-    assert not check_magnitude_prune(largest_removed)
-    assert not check_magnitude_prune(rounds_instead_of_floor)
-    assert not check_magnitude_prune(lambda W, s: 1 / 0)
-    assert not check_magnitude_prune("magnitude_prune")
-    assert check_schedule(lambda t, s_f, n: sparsity_schedule(t, s_f, n))
-    assert check_schedule(lambda t, s_f, n: s_f * (1 - (1 - t / n) ** 3))
-    assert not check_schedule(lambda t, s_f, n: s_f * t / n)  # linear, not cubic
-
-
 @pytest.mark.parametrize("device", DEVICES)
 def test_pruning_runs_on_the_tensors_device(device):
     model = digits.mlp(hidden=16, seed=0).to(device)

@@ -1,4 +1,4 @@
-"""QAT plots, the observer explorer widget (driven without a browser) and notebook 06's exercise checks."""
+"""QAT plots and the observer explorer widget (driven without a browser); the exercise checks are in test_exercises_nb06."""
 
 import matplotlib
 
@@ -6,9 +6,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
-import torch  # noqa: E402
 
-from qlearn.data import digits  # noqa: E402
 from qlearn.exercises import nb06  # noqa: E402
 from qlearn.training.observers import make_observer  # noqa: E402
 from qlearn.plots.qat import accuracy_vs_bits_plot, observer_ranges, observer_ranges_plot, ste_plot  # noqa: E402
@@ -63,37 +61,19 @@ def test_observer_explorer_redraws_on_change():
         observer_explorer([1.0, 2.0])
 
 
-class _RoundSTE(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        return torch.round(x)
-
-    @staticmethod
-    def backward(ctx, g):
-        return g
-
-
-class _RoundNoSTE(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        return torch.round(x)
-
-    @staticmethod
-    def backward(ctx, g):
-        return torch.zeros_like(g)
-
-
-def test_exercise_checks_accept_right_and_reject_wrong_answers():
-    assert nb06.check_round_ste(_RoundSTE)
-    assert not nb06.check_round_ste(_RoundNoSTE)
-    assert not nb06.check_round_ste(torch.round)
-    x = nb06.outlier_tensor(seed=1)
-    assert nb06.check_observer_choice(x, 3, "mse") and not nb06.check_observer_choice(x, 3, "minmax")
-    assert not nb06.check_observer_choice(x, 3, "kmeans")
-    W = digits.mlp(16)[2].weight.detach()
-    right = 2 * W.abs().mean(dim=1, keepdim=True) / 3 ** 0.5
-    assert nb06.check_lsq_init(W, 3, right)
-    assert not nb06.check_lsq_init(W, 3, right * 2)
-    assert not nb06.check_lsq_init(W, 3, right.flatten())
-    assert not nb06.check_lsq_init(W, 3, None)
-    assert "Correct" in repr(nb06.check_lsq_init(W, 3, right))
+def test_observer_explorer_feeds_batches_so_the_moving_average_lands_in_between():
+    """Notebook 06 §5: the table feeds x.split(512); the widget must show the same moving-average range."""
+    x = nb06.outlier_tensor()
+    ex = observer_explorer(x, bits=4, observer="moving_average")
+    table = make_observer("moving_average", 4)
+    for chunk in x.split(512):
+        table.observe(chunk)
+    lo, hi = table.range()
+    assert ex.last["lo"] == pytest.approx(float(lo)) and ex.last["hi"] == pytest.approx(float(hi))
+    p_lo, p_hi = make_observer("percentile", 4).observe(x).range()
+    assert float(x.min()) < ex.last["lo"] < float(p_lo) and float(p_hi) < ex.last["hi"] < float(x.max())
+    assert "8 batches of 512" in ex.box.children[1].value
+    whole = observer_explorer(x, bits=4, observer="moving_average", batch_size=None)
+    assert whole.last["hi"] == float(x.max())  # one batch: the moving average is min-max
+    with pytest.raises(ValueError, match="batch_size"):
+        observer_ranges(x, 4, batch_size=0)

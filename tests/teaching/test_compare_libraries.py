@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from qlearn import PerChannel, PerGroup, PerTensor, PerToken, choose_qparams, qrange
-from qlearn.teaching.compare import compare_with_quanto, compare_with_torchao, torchao_granularity
+from qlearn.teaching.compare import comparison_table, compare_with_quanto, compare_with_torchao, torchao_granularity
 from qlearn.data.tensors import sample_tensor
 
 GRANS = [PerTensor(), PerChannel(0), PerChannel(1), PerGroup(32), PerGroup(128), PerToken()]
@@ -92,3 +92,21 @@ def test_torchao_granularity_mapping():
 def test_bad_inputs(W, call, err, match):
     with pytest.raises(err, match=match):
         call(W)
+
+
+def test_comparison_table_fits_a_notebook_column(W):
+    """03 §6 and 04 §6: the table must not wrap at a normal width (80 characters), and carry every row's numbers."""
+    rows = [compare_with_torchao(W, 4, True, PerGroup(32), restricted=False), compare_with_torchao(W, 8, True),
+            compare_with_quanto(W, "qint4", group_size=128, zeropoint=True), compare_with_quanto(W, "qint4")]
+    text = repr(comparison_table(rows))
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert text.count("torchao") == 1 and text.count("optimum-quanto") == 1  # one header per library
+    for c in rows:
+        line = next(line for line in text.splitlines() if line.strip().startswith(c.config))
+        assert f"{c.code_mismatch:.2%}" in line and f"{c.mse_library / c.mse_qlearn:.4f}" in line
+    html = comparison_table(rows)._repr_html_()
+    assert html.count("<tr>") == len(rows) + 1
+    with pytest.raises(TypeError, match="Comparison"):
+        comparison_table([])
+    with pytest.raises(TypeError, match="Comparison"):
+        comparison_table(["torchao"])

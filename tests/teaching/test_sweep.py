@@ -15,7 +15,7 @@ def test_roundtrip_equals_the_primitives():
     qp = choose_qparams(x, 4, True, PerGroup(16))
     assert torch.equal(x_hat, dequantize(quantize(x, qp), qp))
     assert numbers["mse"] == metrics.mse(x, x_hat) and numbers["sqnr_db"] == metrics.sqnr_db(x, x_hat)
-    assert numbers["effective_bits"] == 4 + 16 / 16
+    assert numbers["effective_bits"] == 4 + 32 / 16  # symmetric: a float32 scale per group, no zero point
 
 
 def test_sqnr_grows_about_6db_per_bit_on_gaussian_data():

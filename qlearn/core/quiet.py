@@ -1,0 +1,52 @@
+"""Known, harmless log lines that importing torchao prints, filtered at the loggers that emit them.
+
+Importing torchao (directly, through optimum-quanto, or through transformers' `from_pretrained`,
+which imports its torchao quantizer) logs, as warnings on stderr:
+
+    torchao:              "Failed to load .../torchao/_C_mxfp8....so: ..." and the same for
+                          _C_cutlass_90a: optional CUDA kernels (MX fp8, sm90 CUTLASS) that qlearn never
+                          calls; the wheel ships them built for another Python / GPU.
+    torch.utils._pytree:  "<enum 'KernelPreference'> is an Enum subclass ... Calling register_constant()
+                          on Enum subclasses is deprecated ...": torchao registering its own enums.
+
+Both are `logging` records, so a `logging.Filter` on exactly those two loggers, matching exactly
+those messages, removes them; any other record of those loggers (or any `warnings.warn`) still shows.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+# torchao's optional kernels whose load failure is expected and harmless for qlearn.
+_SO_FAILURE = re.compile(r"^Failed to load \S*torchao[/\\]_C_(mxfp8|cutlass_90a)[^/\\\s]*\.so: ")
+_ENUM_REGISTRATION = re.compile(r"is an Enum subclass and is now natively supported by torch\.compile .*"
+                                r"Calling register_constant\(\) on Enum subclasses is deprecated", re.S)
+
+
+class _KnownNoise(logging.Filter):
+    """Drops a record whose message matches `pattern` (and, for the pytree logger, names a torchao enum)."""
+
+    def __init__(self, pattern: re.Pattern, torchao_enum_only: bool = False):
+        super().__init__()
+        self.pattern, self.torchao_enum_only = pattern, torchao_enum_only
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.pattern.search(record.getMessage()):
+            return True
+        if self.torchao_enum_only:
+            cls = record.args[0] if isinstance(record.args, tuple) and record.args else None
+            return not getattr(cls, "__module__", "").startswith("torchao")
+        return False
+
+
+_FILTERS = {"torchao": _KnownNoise(_SO_FAILURE),
+            "torch.utils._pytree": _KnownNoise(_ENUM_REGISTRATION, torchao_enum_only=True)}
+
+
+def silence_torchao_import_noise() -> None:
+    """Install the two filters (idempotent). Call it before the import that may pull in torchao."""
+    for name, noise in _FILTERS.items():
+        logger = logging.getLogger(name)
+        if noise not in logger.filters:
+            logger.addFilter(noise)
