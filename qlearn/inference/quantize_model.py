@@ -147,7 +147,8 @@ def quantize_model(model: nn.Module, bits: int = 8, granularity=PerChannel(), ac
     try:
         with torch.no_grad():
             if qmethod.prepare is not None:
-                state = qmethod.prepare(model, batches, list(linears), **options_for("prepare"))
+                state = qmethod.prepare(model, batches, list(linears), bits, granularity, symmetric,
+                                        **options_for("prepare"))
             layer_options = options_for("quantize_layer")
             groups = blocks(linears) if qmethod.needs_calibration else [list(linears)]
             bar = tqdm(total=len(linears), desc=f"quantize ({qmethod.name})", disable=not progress)

@@ -5,7 +5,7 @@
 
 X is (tokens, in) float32, the inputs captured for that layer (None for a data-free method). A sequential
 method gets X from the model whose earlier blocks are already quantized (GPTQ); the others get it from the
-float model. `prepare(model, batches, layer_names, **options)` runs once before any layer (AWQ folds its
+float model. `prepare(model, batches, layer_names, bits, granularity, symmetric, **options)` runs once before any layer (AWQ folds its
 scales there) and may return a state that reaches every `quantize_layer` call as `state=`; `finish(model,
 state, **options)` runs once after the swap and returns per-layer notes for the report.
 
@@ -26,7 +26,7 @@ from ..core.granularity import Granularity, PerChannel, PerGroup, PerTensor
 from ..core.validation import check_bits
 from .linear import QuantLinear
 
-POSITIONAL = {"quantize_layer": 6, "prepare": 3, "finish": 2}  # (name, linear, X, bits, granularity, symmetric), ...
+POSITIONAL = {"quantize_layer": 6, "prepare": 6, "finish": 2}  # see the module docstring
 PASSED_BY_DRIVER = {"state", "activations", "kernel"}
 
 

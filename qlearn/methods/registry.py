@@ -17,39 +17,17 @@ new layer classes with `serialize`, so save_quantized / load_quantized handle th
 
 from __future__ import annotations
 
-from torch import nn
 
 from ..core.granularity import PerChannel, PerGroup
 from ..inference import serialize
 from ..inference.linear import QuantLinear
 from ..inference.registry import QuantMethod, register_method
 from . import awq_model, gptq, hqq
+from ._layers import group_size_of, uniform_layer
 from .awq_linear import AWQLinear
 from .hqq_linear import HQQLinear
 from .llm_int8_linear import Int8MixedLinear
 from .nf4_linear import NF4Linear
-from .weight import UniformWeight
-
-
-def group_size_of(granularity) -> int | None:
-    """PerGroup(g) -> g; PerChannel(0) -> None (one scale per output row)."""
-    if isinstance(granularity, PerGroup):
-        return granularity.group_size
-    if isinstance(granularity, PerChannel) and granularity.axis in (0, -2):
-        return None
-    raise ValueError(f"weight methods take PerGroup(g) or PerChannel(0) (one scale per output row), got {granularity}")
-
-
-def uniform_layer(linear: nn.Linear, qw: UniformWeight, activations=None, kernel: str = "auto") -> QuantLinear:
-    """A QuantLinear holding qw's codes, scale and integer zero point (QuantLinear.set_weight), and linear's bias."""
-    qparams = qw.qparams()
-    layer = QuantLinear(linear.in_features, linear.out_features, bits=qw.bits, granularity=qparams.granularity,
-                        symmetric=qparams.symmetric, bias=linear.bias is not None, kernel=kernel,
-                        activations=activations, dtype=linear.weight.dtype, device=linear.weight.device)
-    layer.set_weight(qw.codes(), qparams)
-    if linear.bias is not None:
-        layer.bias.data.copy_(linear.bias.detach())
-    return layer
 
 
 def _gptq_layer(name, linear, X, bits, granularity, symmetric, act_order=False, damp=0.01, block_size=128,
