@@ -101,7 +101,7 @@ def quantize_model(model: nn.Module, bits: int = 8, granularity=PerChannel(), ac
 
     method: a registered name ("rtn", "gptq", "awq", "hqq", "nf4", "llm_int8"; see qlearn.inference.registry.METHODS)
     calibration: an iterable of batches, each run as model(**batch) for a dict, else model(batch); needed by
-        gptq and awq. symmetric=None takes the method's default (rtn: True; gptq, awq, hqq: False).
+        gptq and awq, checked but unused by the data-free methods. symmetric=None takes the method's default (rtn: True; gptq, awq, hqq: False).
     activations=None keeps float activations (W8A16, W4A16, ...); activations=8 quantizes them dynamically
     per token (W8A8), for methods whose layer is a QuantLinear. A layer whose shape the granularity cannot
     split (say in=100 with PerGroup(128)) raises a ValueError naming it, before anything is replaced; with
