@@ -80,7 +80,7 @@ class QuantizeReport:
 
     def summary(self) -> str:
         """One line: layers replaced and the size change, e.g. for a notebook to print."""
-        return (f"{self.method}: {len(self.replaced)} Linear layers replaced, {len(self.skipped)} skipped; "
+        return (f"{len(self.replaced)} Linear layers replaced, {len(self.skipped)} skipped; "
                 f"{self.bytes_before / 2**20:.2f} MiB -> {self.bytes_after / 2**20:.2f} MiB "
                 f"({self.ratio:.3f}x)")
 
