@@ -9,7 +9,8 @@ from . import compression, core, data, inference, methods, plots, teaching, trai
 from .core.granularity import Granularity, PerChannel, PerGroup, PerTensor, PerToken
 from .core.primitives import QParams, choose_qparams, dequantize, fake_quantize, qrange, quantize
 from .inference.linear import QuantLinear
-from .inference.quantize_model import QuantizeReport, model_size_bytes, quantize_model, register_method
+from .inference.quantize_model import QuantizeReport, model_size_bytes, quantize_model
+from .inference.registry import QuantMethod, register_method
 from .inference.serialize import load_quantized, save_quantized
 
 __version__ = "0.1.0"
@@ -17,7 +18,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Granularity", "PerTensor", "PerChannel", "PerGroup", "PerToken",
     "QParams", "choose_qparams", "quantize", "dequantize", "fake_quantize", "qrange",
-    "QuantLinear", "quantize_model", "model_size_bytes", "QuantizeReport", "register_method",
+    "QuantLinear", "quantize_model", "model_size_bytes", "QuantizeReport", "QuantMethod", "register_method",
     "save_quantized", "load_quantized",
     "core", "data", "inference", "training", "compression", "methods", "teaching", "plots",
 ]

@@ -148,6 +148,12 @@ class QuantLinear(nn.Module):
         self.zero_point = qparams.zero_point.detach().to(torch.int8).to(self.zero_point.device).clone()
         self._cache = None
 
+    def config(self) -> dict:
+        """The constructor arguments that rebuild this layer's skeleton (serialize stores them, no pickle)."""
+        return {"in_features": self.in_features, "out_features": self.out_features, "bits": self.bits,
+                "granularity": self.granularity, "symmetric": self.symmetric, "bias": self.bias is not None,
+                "activations": self.activations, "dtype": self.dtype}
+
     def codes(self) -> torch.Tensor:
         """The integer codes W_q (out, in), int8 (unpacked when stored packed)."""
         if self.bits > 4:

@@ -1,51 +1,34 @@
-"""Quantize a whole model: replace its nn.Linear layers by QuantLinear, in place, all or nothing.
+"""Quantize a whole model: replace its nn.Linear layers by a method's quantized layers, in place, all or nothing.
 
-    for each nn.Linear named `name` in the model, unless `name` is excluded:
-        qparams = METHODS[method](name, W, bits, symmetric, granularity)    # "rtn": min-max, round to nearest
-        replace it by QuantLinear.from_linear(linear, qparams=qparams, activations=...)
+    report = quantize_model(model, bits=4, granularity=PerGroup(128), method="gptq", calibration=batches)
 
-A Linear whose weight is tied to another module (a causal LM's `lm_head` shares the token
-embedding) is kept in float by default and listed in `report.skipped` with the name it is tied
-to: quantizing it alone would store a second, integer copy next to the float embedding.
+    data-free method (rtn, nf4, hqq, llm_int8):  every layer = method.quantize_layer(name, linear, None, ...)
+    calibrated method (gptq, awq), block by block (see targets.blocks):
+        X = inputs of the block's layers over the calibration batches (forward hooks)
+        each layer of the block = method.quantize_layer(name, linear, X[name], ...)
+        sequential (gptq): swap the block's new layers in now, so the next block sees quantized inputs
 
-Every check (exclude names, group sizes, meta weights) and every new layer is done before the
-first replacement, so a failure leaves the model untouched. `method` is the hook that later
-methods (GPTQ, AWQ, HQQ) plug into: a function that returns the QParams for one weight (see
-`register_method`).
+All or nothing: every argument, option, layer shape and the calibration batches are checked before the
+first layer is touched. A data-free or non-sequential method builds every new layer before swapping any
+in. A sequential one swaps block by block; on an error every replaced layer is put back and the method's
+`prepare` is undone (its state's `undo()`), so the model is restored rather than deep-copied (no second
+copy of the weights in memory). The methods and their protocol live in `registry.py`.
 """
 
 from __future__ import annotations
 
-import fnmatch
-import math
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..core.granularity import PerChannel, PerGroup
-from ..core.primitives import QParams, choose_qparams
-from ..core.validation import check_bits, check_bool
-from .linear import KERNELS, QuantLinear, check_activations, check_weight_granularity
-
-
-def _rtn(name: str, W, bits: int, symmetric: bool, granularity) -> QParams:
-    """Round to nearest with min-max scales: the baseline every better method is compared with."""
-    return choose_qparams(W, bits=bits, symmetric=symmetric, granularity=granularity)
-
-
-METHODS: dict[str, Callable[..., QParams]] = {"rtn": _rtn}
-
-
-def register_method(name: str, fn: Callable[..., QParams]) -> None:
-    """Add a weight-quantization method: `fn(name, W, bits, symmetric, granularity) -> QParams`."""
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"a method name must be a non-empty string, got {name!r}")
-    if not callable(fn):
-        raise TypeError(f"a method must be callable, got {type(fn).__name__}")
-    METHODS[name] = fn
+from ..core.granularity import PerChannel
+from ..core.validation import check_bool
+from .capture import capture_inputs, check_batches
+from .linear import KERNELS, check_activations
+from .registry import get_method
+from .targets import blocks, select_targets
 
 
 def _tensor_bytes(t: torch.Tensor) -> int:
@@ -59,10 +42,10 @@ def _tensor_bytes(t: torch.Tensor) -> int:
 def model_size_bytes(model: nn.Module) -> int:
     """Bytes the model really stores: every parameter and buffer once, at its own element size.
 
-    Packed uint8 codes count one byte per 2 (int4) or 4 (int2) weights; scales, zero points,
-    biases, embeddings and LayerNorms count in full. Quantized tensor subclasses (optimum-quanto's
-    frozen weights) count their integer data and scales. A fast kernel's private weight copy
-    (`QuantLinear._cache`) is not a buffer and is not counted.
+    Packed uint8 codes count one byte per 2 (int4) or 4 (int2) weights; scales, zero points, absmax values,
+    AWQ input scales, biases, embeddings and LayerNorms count in full. Quantized tensor subclasses
+    (optimum-quanto's frozen weights) count their integer data and scales. A fast kernel's private weight
+    copy (`QuantLinear._cache`) is not a buffer and is not counted.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -72,17 +55,28 @@ def model_size_bytes(model: nn.Module) -> int:
 
 @dataclass(frozen=True)
 class QuantizeReport:
-    """What `quantize_model` did: layers replaced, layers skipped (name -> reason), bytes before and after."""
+    """What `quantize_model` did: layers replaced, skipped (name -> reason), bytes, and the method's notes.
+
+    notes: name -> a remark of the method (AWQ: where each input scale went). `stats()` asks every new layer
+    that keeps run-time statistics (LLM.int8()'s float-kept columns) for them, so call it after a forward.
+    """
 
     replaced: tuple[str, ...]
     skipped: dict[str, str] = field(default_factory=dict)
     bytes_before: int = 0
     bytes_after: int = 0
+    method: str = "rtn"
+    notes: dict[str, str] = field(default_factory=dict)
+    layers: dict[str, nn.Module] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def ratio(self) -> float:
         """bytes_after / bytes_before."""
         return self.bytes_after / self.bytes_before if self.bytes_before else float("nan")
+
+    def stats(self) -> dict[str, dict]:
+        """{layer name: layer.quant_stats()} for the new layers that keep statistics (Int8MixedLinear)."""
+        return {name: layer.quant_stats() for name, layer in self.layers.items() if hasattr(layer, "quant_stats")}
 
     def summary(self) -> str:
         """One line: layers replaced and the size change, e.g. for a notebook to print."""
@@ -91,116 +85,100 @@ class QuantizeReport:
                 f"({self.ratio:.3f}x)")
 
 
-def _exclude_patterns(exclude) -> tuple[str, ...]:
-    if isinstance(exclude, str):
-        exclude = (exclude,)
-    if not isinstance(exclude, (tuple, list, set, frozenset)) or not all(isinstance(p, str) and p for p in exclude):
-        raise TypeError(f"exclude must be a list of module names or glob patterns (such as 'lm_head'), got {exclude!r}")
-    return tuple(exclude)
-
-
-def _matches(name: str, pattern: str) -> bool:
-    """A module name matches itself, its parents' names, a trailing part ('lm_head') and glob patterns."""
-    return (name == pattern or name.startswith(pattern + ".") or name.endswith("." + pattern)
-            or fnmatch.fnmatchcase(name, pattern))
-
-
-def _shared_names(model: nn.Module) -> dict[int, list[str]]:
-    """id(parameter) -> every name the model reaches it by; two or more names mean tied weights."""
-    names: dict[int, list[str]] = {}
-    for name, p in model.named_parameters(remove_duplicate=False):
-        names.setdefault(id(p), []).append(name)
-    return names
-
-
-def _incompatible(granularity, bad, fitting) -> str:
-    """One error message for every layer the granularity cannot split, grouped by in_features."""
-    by_in: dict[int, list[str]] = {}
-    for name, module, _ in bad:
-        by_in.setdefault(module.in_features, []).append(repr(name))
-    parts = [f"in_features {k} in {', '.join(v[:3])}{f' and {len(v) - 3} more' if len(v) > 3 else ''}"
-             for k, v in sorted(by_in.items())]
-    msg = f"{granularity} cannot split these Linear layers ({bad[0][2]}): " + "; ".join(parts)
-    if isinstance(granularity, PerGroup):
-        g = math.gcd(*(m.in_features for _, m, _ in bad), *(m.in_features for _, m in fitting))
-        sizes = [d for d in range(1, g + 1) if g % d == 0]
-        msg += f". Group sizes that divide every layer: {[d for d in sizes if d >= 16] or sizes}"
-    return msg + ". Exclude them, pick another granularity, or pass skip_incompatible=True"
+def _swap(model: nn.Module, name: str, layer: nn.Module) -> nn.Module:
+    """Put `layer` at `name`; return the module that was there."""
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name)
+    old = getattr(parent, child)
+    setattr(parent, child, layer)
+    return old
 
 
 def quantize_model(model: nn.Module, bits: int = 8, granularity=PerChannel(), activations=None, exclude=(),
-                   method: str = "rtn", symmetric: bool = True, kernel: str = "auto",
-                   skip_incompatible: bool = False, quantize_tied: bool = False,
-                   progress: bool = False) -> QuantizeReport:
-    """Replace every nn.Linear of `model` (not in `exclude`) by a `bits`-bit QuantLinear, in place.
+                   method: str = "rtn", calibration=None, progress: bool = False, symmetric: bool | None = None,
+                   kernel: str = "auto", skip_incompatible: bool = False, quantize_tied: bool = False,
+                   **options) -> QuantizeReport:
+    """Replace every nn.Linear of `model` (not in `exclude`) by `method`'s `bits`-bit layer, in place.
 
-    activations=None keeps float activations (W8A16, W4A16, ...); activations=8 quantizes them
-    dynamically per token (W8A8). A layer whose shape the granularity cannot split (say in=100
-    with PerGroup(128)) raises a ValueError naming it, before anything is replaced; with
-    `skip_incompatible=True` such layers are kept in float and listed in `report.skipped`.
-    Subclasses of nn.Linear (such as MultiheadAttention's out_proj, whose weight its parent
-    reads directly) are always skipped and listed. The default PerChannel() fits every shape;
-    for groups on SmolLM2 (in_features 576 and 1536) PerGroup(64) or PerGroup(32) fit, PerGroup(128)
-    does not, and the error lists the group sizes that do. A Linear with a tied weight (`lm_head`)
-    is skipped and listed unless `quantize_tied=True`, which gives it its own integer copy.
+    method: a registered name ("rtn", "gptq", "awq", "hqq", "nf4", "llm_int8"; see qlearn.inference.registry.METHODS)
+    calibration: an iterable of batches, each run as model(**batch) for a dict, else model(batch); needed by
+        gptq and awq, checked but unused by the data-free methods. symmetric=None takes the method's default (rtn: True; gptq, awq, hqq: False).
+    activations=None keeps float activations (W8A16, W4A16, ...); activations=8 quantizes them dynamically
+    per token (W8A8), for methods whose layer is a QuantLinear. A layer whose shape the granularity cannot
+    split (say in=100 with PerGroup(128)) raises a ValueError naming it, before anything is replaced; with
+    `skip_incompatible=True` it is kept in float and listed in `report.skipped`. Subclasses of nn.Linear
+    (such as MultiheadAttention's out_proj, whose weight its parent reads directly) are always skipped.
+    The default PerChannel() fits every shape; for groups on SmolLM2 (in_features 576 and 1536) PerGroup(64)
+    or PerGroup(32) fit, PerGroup(128) does not, and the error lists the group sizes that do. A Linear with a
+    tied weight (`lm_head`) is skipped and listed unless `quantize_tied=True`, which gives it its own copy.
+    **options go to the method (gptq: act_order, damp, block_size; awq: n_grid, clip, pairs; hqq: iters, ...;
+    nf4: double_quant; llm_int8: threshold).
 
-    Shapes: each Linear weight (out, in) -> QuantLinear buffers, see `qlearn.inference.linear`.
+    Shapes: each Linear weight (out, in) -> the method's layer, see its module.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if isinstance(model, nn.Linear):
         raise TypeError("quantize_model replaces Linear layers inside a model; for a single layer use "
                         "QuantLinear.from_linear(linear, ...)")
-    check_bits(bits)
-    check_bool(symmetric, "symmetric")
+    qmethod = get_method(method)
+    symmetric = qmethod.check(bits, granularity, symmetric, options)
     check_bool(skip_incompatible, "skip_incompatible")
     check_bool(quantize_tied, "quantize_tied")
     check_bool(progress, "progress")
     check_activations(activations)
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
-    if not isinstance(method, str) or method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; available: {sorted(METHODS)}")
-    patterns = _exclude_patterns(exclude)
-    modules = dict(model.named_modules())
-    unused = [p for p in patterns if not any(_matches(name, p) for name in modules if name)]
-    if unused:
-        raise ValueError(f"exclude names {unused} match no module of the model; "
-                         f"some module names: {[n for n in modules if n][:5]}")
+    for value, option in ((activations, "activations"), (kernel, "kernel")):
+        if value != {"activations": None, "kernel": "auto"}[option] and not qmethod.takes("quantize_layer", option):
+            raise ValueError(f"method {qmethod.name!r} does not take {option}={value!r}")
+    targets, skipped = select_targets(model, granularity, exclude, skip_incompatible, quantize_tied)
+    if qmethod.needs_calibration and calibration is None:
+        raise ValueError(f"method {qmethod.name!r} needs calibration data: pass calibration=[batch, ...], each "
+                         "batch a dict of model inputs (a tokenizer's output) or a tensor")
+    batches = None if calibration is None else check_batches(calibration)
+    linears = dict(targets)
 
-    targets, skipped, bad, shared = [], {}, [], _shared_names(model)
-    for name, module in modules.items():
-        if not isinstance(module, nn.Linear) or any(_matches(name, p) for p in patterns):
-            continue
-        if type(module) is not nn.Linear:
-            skipped[name] = f"{type(module).__name__} is a subclass of nn.Linear that its parent may read directly"
-            continue
-        tied = [n for n in shared.get(id(module.weight), []) if n != f"{name}.weight"]
-        if tied and not quantize_tied:
-            skipped[name] = f"weight tied to {tied[0]}: kept in float (quantize_tied=True quantizes a copy)"
-            continue
-        if module.weight.is_meta:
-            raise ValueError(f"layer {name!r} has its weight on the meta device; load real weights first")
-        try:
-            check_weight_granularity(granularity, module.weight.shape)
-        except (ValueError, TypeError) as err:
-            if isinstance(err, TypeError):
-                raise
-            bad.append((name, module, str(err)))
-            continue
-        targets.append((name, module))
-    if bad and not skip_incompatible:
-        raise ValueError(_incompatible(granularity, bad, targets))
-    skipped.update((name, err) for name, _, err in bad)
-    if not targets:
-        raise ValueError("found no nn.Linear layer to quantize (after exclude and skipping)")
+    def options_for(fn_name):
+        kept = {k: v for k, v in options.items() if qmethod.takes(fn_name, k)}
+        extra = {"activations": activations, "kernel": kernel, "state": state}
+        kept.update({k: v for k, v in extra.items() if qmethod.takes(fn_name, k)})
+        return kept
 
     bytes_before = model_size_bytes(model)
-    new = {}
-    for name, linear in tqdm(targets, desc="quantize", disable=not progress):
-        qparams = METHODS[method](name, linear.weight.detach(), bits, symmetric, granularity)
-        new[name] = QuantLinear.from_linear(linear, qparams=qparams, activations=activations, kernel=kernel)
-    for name, layer in new.items():  # every new layer exists: now swap them in
-        parent_name, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent_name), child, layer)
-    return QuantizeReport(tuple(new), skipped, bytes_before, model_size_bytes(model))
+    was_training = model.training
+    model.eval()
+    state, new, originals = None, {}, {}
+    try:
+        with torch.no_grad():
+            if qmethod.prepare is not None:
+                state = qmethod.prepare(model, batches, list(linears), bits, granularity, symmetric,
+                                        **options_for("prepare"))
+            layer_options = options_for("quantize_layer")
+            groups = blocks(linears) if qmethod.needs_calibration else [list(linears)]
+            bar = tqdm(total=len(linears), desc=f"quantize ({qmethod.name})", disable=not progress)
+            for group in groups:
+                X = capture_inputs(model, group, batches) if qmethod.needs_calibration else {}
+                for name in group:
+                    new[name] = qmethod.quantize_layer(name, linears[name], X.get(name), bits, granularity,
+                                                       symmetric, **layer_options)
+                    bar.update()
+                if qmethod.sequential:  # the next block's inputs come from this quantized block
+                    originals.update({name: _swap(model, name, new[name]) for name in group})
+                del X
+            bar.close()
+            for name, layer in new.items():  # every new layer exists: now swap the rest in
+                if name not in originals:
+                    originals[name] = _swap(model, name, layer)
+            notes = {} if qmethod.finish is None else dict(qmethod.finish(model, state, **options_for("finish")) or {})
+    except BaseException:
+        for name, old in originals.items():
+            _swap(model, name, old)
+        if state is not None and hasattr(state, "undo"):
+            state.undo()
+        raise
+    finally:
+        model.train(was_training)
+    if state is not None and hasattr(state, "notes"):
+        notes = {**state.notes, **notes}
+    return QuantizeReport(tuple(new), skipped, bytes_before, model_size_bytes(model), qmethod.name, notes, dict(new))

@@ -6,7 +6,9 @@
     model = load_quantized(skeleton, "model.safetensors")
 
 The file holds every parameter and buffer once (tied tensors are stored once and listed as
-aliases) and, in its metadata, the constructor arguments of each QuantLinear. Loading first
+aliases) and, in its metadata, the type and constructor arguments (`layer.config()`) of each quantized
+layer: QuantLinear here, and the method layers (NF4Linear, HQQLinear, AWQLinear, Int8MixedLinear) that
+`qlearn.methods` registers with `register_layer_type`. Loading first
 checks everything (layer names and shapes, tensor names, shapes and dtypes) on a copy of the
 skeleton; only a complete match is returned, so a wrong file never leaves a half-loaded model.
 """
@@ -24,17 +26,61 @@ from ..core.granularity import PerChannel, PerGroup, PerTensor
 from .kernels import aligned
 from .linear import QuantLinear
 
-FORMAT = "qlearn-quantized/1"
+FORMAT = "qlearn-quantized/2"
+READS = ("qlearn-quantized/1", FORMAT)  # /1 held QuantLinear configs only, without a type name
+LAYER_TYPES: dict[str, type] = {"QuantLinear": QuantLinear}
 
 
-def layer_config(layer: QuantLinear) -> dict:
-    """A QuantLinear's constructor arguments as plain JSON-able values."""
-    if not isinstance(layer, QuantLinear):
-        raise TypeError(f"layer must be a QuantLinear, got {type(layer).__name__}")
-    return {"in_features": layer.in_features, "out_features": layer.out_features, "bits": layer.bits,
-            "granularity": granularity_to_dict(layer.granularity), "symmetric": layer.symmetric,
-            "bias": layer.bias is not None, "activations": layer.activations,
-            "dtype": str(layer.dtype).removeprefix("torch.")}
+def register_layer_type(cls: type) -> type:
+    """Let save/load handle layers of `cls`: an nn.Module with `config()` -> its constructor's keyword arguments."""
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module) and callable(getattr(cls, "config", None))):
+        raise TypeError(f"a layer type must be an nn.Module class with a config() method, got {cls!r}")
+    LAYER_TYPES[cls.__name__] = cls
+    return cls
+
+
+def _encode(value):
+    """A config value as JSON: granularities and dtypes tagged, plain numbers / strings / bools / None as is."""
+    if isinstance(value, (PerGroup, PerChannel, PerTensor)):
+        return {"granularity": granularity_to_dict(value)}
+    if isinstance(value, torch.dtype):
+        return {"dtype": str(value).removeprefix("torch.")}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise ValueError(f"cannot store the layer config value {value!r}")
+
+
+def _decode(value):
+    if isinstance(value, dict) and set(value) == {"granularity"}:
+        return granularity_from_dict(value["granularity"])
+    if isinstance(value, dict) and set(value) == {"dtype"}:
+        dtype = getattr(torch, str(value["dtype"]), None)
+        if not isinstance(dtype, torch.dtype):
+            raise ValueError(f"not a torch dtype: {value['dtype']!r}")
+        return dtype
+    return value
+
+
+def layer_config(layer: nn.Module) -> dict:
+    """{"type": class name, "config": its constructor arguments as JSON-able values} for a quantized layer."""
+    if type(layer).__name__ not in LAYER_TYPES or LAYER_TYPES[type(layer).__name__] is not type(layer):
+        raise TypeError(f"layer must be one of the quantized layer types {sorted(LAYER_TYPES)}, "
+                        f"got {type(layer).__name__}")
+    return {"type": type(layer).__name__, "config": {k: _encode(v) for k, v in layer.config().items()}}
+
+
+def layer_from_config(entry: dict, kernel: str = "auto") -> nn.Module:
+    """An empty layer on the meta device from a `layer_config` entry (whitelisted types only, no eval)."""
+    cls = LAYER_TYPES.get(entry.get("type")) if isinstance(entry, dict) else None
+    if cls is None or not isinstance(entry.get("config"), dict):
+        raise ValueError(f"unknown quantized layer type {entry.get('type') if isinstance(entry, dict) else entry!r}; "
+                         f"known: {sorted(LAYER_TYPES)} (import qlearn.methods to register the method layers)")
+    layer = cls(**{k: _decode(v) for k, v in entry["config"].items()}, device="meta")
+    if hasattr(layer, "kernel"):
+        layer.kernel = kernel
+    return layer
+
+
 def granularity_to_dict(granularity) -> dict:
     """{"type": "PerGroup", "group_size": 128}-style description of a weight granularity."""
     if isinstance(granularity, PerGroup):
@@ -82,7 +128,7 @@ def save_quantized(model: nn.Module, path) -> None:
             continue
         first[id(t)] = name
         tensors[name] = t.detach().cpu().contiguous()
-    layers = {name: layer_config(m) for name, m in model.named_modules() if isinstance(m, QuantLinear)}
+    layers = {name: layer_config(m) for name, m in model.named_modules() if type(m) in LAYER_TYPES.values()}
     metadata = {"format": FORMAT, "quant_layers": json.dumps(layers), "aliases": json.dumps(aliases)}
     save_file(tensors, str(path), metadata=metadata)
 
@@ -99,25 +145,27 @@ def _read(path):
         tensors = load_file(str(path))
     except Exception as err:  # safetensors raises its own error types for a damaged file
         raise ValueError(f"{path} is not a readable safetensors file: {err}") from err
-    if metadata.get("format") != FORMAT:
+    if metadata.get("format") not in READS:
         raise ValueError(f"{path} was not written by qlearn.save_quantized (format {metadata.get('format')!r})")
-    return tensors, json.loads(metadata["quant_layers"]), json.loads(metadata["aliases"])
+    layers = json.loads(metadata["quant_layers"])
+    if metadata["format"] != FORMAT:  # /1: QuantLinear configs, granularity and dtype untagged
+        layers = {name: {"type": "QuantLinear", "config": {**cfg, "granularity": {"granularity": cfg["granularity"]},
+                                                           "dtype": {"dtype": cfg["dtype"]}}}
+                  for name, cfg in layers.items()}
+    return tensors, layers, json.loads(metadata["aliases"])
 
 
 def _replace_layers(model: nn.Module, layers: dict, kernel: str) -> None:
     modules = dict(model.named_modules())
-    for name, cfg in layers.items():
+    for name, entry in layers.items():
+        new = layer_from_config(entry, kernel)
         old = modules.get(name)
-        if not isinstance(old, (nn.Linear, QuantLinear)):
+        if not isinstance(old, (nn.Linear, type(new))):
             raise ValueError(f"the file has a quantized layer {name!r}, but the skeleton has "
                              f"{'no such module' if old is None else type(old).__name__} there")
-        if (old.in_features, old.out_features) != (cfg["in_features"], cfg["out_features"]):
-            raise ValueError(f"layer {name!r}: the file has {cfg['in_features']} -> {cfg['out_features']}, "
+        if (old.in_features, old.out_features) != (new.in_features, new.out_features):
+            raise ValueError(f"layer {name!r}: the file has {new.in_features} -> {new.out_features}, "
                              f"the skeleton {old.in_features} -> {old.out_features}")
-        new = QuantLinear(cfg["in_features"], cfg["out_features"], bits=cfg["bits"],
-                          granularity=granularity_from_dict(cfg["granularity"]), symmetric=cfg["symmetric"],
-                          bias=cfg["bias"], kernel=kernel, activations=cfg["activations"],
-                          dtype=getattr(torch, cfg["dtype"]), device="meta")
         parent, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent), child, new)
 

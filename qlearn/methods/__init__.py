@@ -15,9 +15,13 @@ and `.nbytes`, so a notebook can line them up in one loop:
 Activation methods (notebook 09): llm_int8 (mixed-precision decomposition of outlier columns)
 and smoothquant (migrating activation range into the weights). Fine-tuning (notebook 10): lora.
 
+Model level (`qlearn.quantize_model(model, method=...)`): `registry` registers gptq, awq, hqq, nf4 and
+llm_int8 with the entry point; their layers are hqq_linear.HQQLinear, awq_linear.AWQLinear,
+nf4_linear.NF4Linear and llm_int8_linear.Int8MixedLinear; awq_model finds and folds AWQ's scales.
+
 This layer sits on top: it may import core, inference, training and data, never the teaching
 face (plots, widgets, exercises).
 """
 
-from . import (awq, gptq, hqq, llm_int8, llm_int8_linear, nf4, nf4_linear, rtn, smoothquant, smoothquant_pairs, w8a8_sim,
-               weight)
+from . import (awq, awq_linear, awq_model, gptq, hqq, hqq_linear, llm_int8, llm_int8_linear, nf4, nf4_linear, registry, rtn,
+               smoothquant, smoothquant_pairs, w8a8_sim, weight)

@@ -80,6 +80,44 @@ def search_clip(W: torch.Tensor, X: torch.Tensor, bits: int, group_size: int | N
     return best
 
 
+def search_scale(W: torch.Tensor, X: torch.Tensor, bits: int, group_size: int | None, symmetric: bool,
+                 n_grid: int) -> tuple[torch.Tensor, float, tuple[float, ...], tuple[float, ...]]:
+    """The grid search over alpha: s = mean_tokens|X|^alpha, normalised, with the least output MSE.
+
+    loss(alpha) = mean((X W^T - X (Q(W diag s) diag(s)^-1)^T)^2)
+    Shapes: W (out, in) float32, X (tokens, in) float32 -> s (in,), alpha, alphas (n_grid,), losses (n_grid,).
+    """
+    granularity = granularity_for(group_size)
+    x_mean = X.abs().mean(dim=0)  # (in,) activation magnitude per input channel
+
+    def scale_for(alpha):
+        s = x_mean.pow(alpha).clamp(min=1e-4)
+        return s / (s.max() * s.min()).sqrt()  # (in,)
+
+    alphas = tuple(k / n_grid for k in range(n_grid))
+    losses = []
+    for alpha in alphas:
+        s = scale_for(alpha)
+        W_hat = fake_quantize(W * s, bits=bits, symmetric=symmetric, granularity=granularity) / s  # (out, in)
+        losses.append(output_mse(X, W, W_hat))
+    best = min(range(n_grid), key=losses.__getitem__)
+    return scale_for(alphas[best]), alphas[best], alphas, tuple(losses)
+
+
+def clip_and_round(W_s: torch.Tensor, X_s: torch.Tensor, bits: int, group_size: int | None, symmetric: bool,
+                   n_grid: int, clip: bool) -> UniformWeight:
+    """Round the scaled weight W_s = W diag(s) to the RTN grid, after the clip search on the scaled inputs X / s.
+
+    Shapes: W_s (out, in), X_s (tokens, in) -> UniformWeight of W_s (out, in).
+    """
+    if clip:
+        c = search_clip(W_s, X_s, bits, group_size, symmetric, n_grid)  # (out, groups, 1)
+        g = W_s.shape[1] if group_size is None else group_size
+        Wg = W_s.reshape(W_s.shape[0], -1, g)  # (out, groups, g)
+        W_s = torch.maximum(torch.minimum(Wg, c), -c).reshape(W_s.shape)  # (out, in)
+    return rtn.quantize_weight(W_s, bits=bits, group_size=group_size, symmetric=symmetric)
+
+
 def quantize_weight(W: torch.Tensor, X: torch.Tensor, bits: int = 4, group_size: int | None = 128, n_grid: int = 20,
                     clip: bool = True, symmetric: bool = False) -> AWQWeight:
     """AWQ: grid-search alpha for the input scale s = mean|X|^alpha, optionally search clips, quantize W diag(s).
@@ -96,28 +134,7 @@ def quantize_weight(W: torch.Tensor, X: torch.Tensor, bits: int = 4, group_size:
     check_bool(clip, "clip")
     check_bool(symmetric, "symmetric")
     W32, X = W.detach().float(), X.detach().to(W.device).float()
-    x_mean = X.abs().mean(dim=0)  # (in,) activation magnitude per input channel
-
-    alphas, losses, best = [], [], None
-    for k in range(n_grid):
-        alpha = k / n_grid
-        s = x_mean.pow(alpha).clamp(min=1e-4)
-        s = s / (s.max() * s.min()).sqrt()  # (in,)
-        W_hat = fake_quantize(W32 * s, bits=bits, symmetric=symmetric, granularity=granularity) / s  # (out, in)
-        alphas.append(alpha)
-        losses.append(output_mse(X, W32, W_hat))
-        if best is None or losses[-1] < losses[best]:
-            best = k
-    s = x_mean.pow(alphas[best]).clamp(min=1e-4)
-    s = s / (s.max() * s.min()).sqrt()  # (in,) the chosen input scale
-
-    W_s = W32 * s  # (out, in) the weight the scaled layer quantizes
-    if clip:
-        c = search_clip(W_s, X / s, bits, group_size, symmetric, n_grid)  # (out, groups, 1)
-        g = W.shape[1] if group_size is None else group_size
-        Wg = W_s.reshape(W.shape[0], -1, g)  # (out, groups, g)
-        W_s = torch.maximum(torch.minimum(Wg, c), -c).reshape(W.shape)  # (out, in)
-    grid = rtn.quantize_weight(W_s, bits=bits, group_size=group_size, symmetric=symmetric)
+    s, alpha, alphas, losses = search_scale(W32, X, bits, group_size, symmetric, n_grid)
+    grid = clip_and_round(W32 * s, X / s, bits, group_size, symmetric, n_grid, clip)
     return AWQWeight(shape=W.shape, dtype=W.dtype, W_q=grid.W_q, scale=grid.scale, zero_point=grid.zero_point,
-                     bits=bits, granularity=granularity, input_scale=s, alpha=alphas[best], alphas=tuple(alphas),
-                     losses=tuple(losses))
+                     bits=bits, granularity=granularity, input_scale=s, alpha=alpha, alphas=alphas, losses=losses)

@@ -60,6 +60,16 @@ class Int8MixedLinear(nn.Module):
             layer.bias.data.copy_(linear.bias.detach())
         return layer
 
+    def config(self) -> dict:
+        """The constructor arguments that rebuild this layer's skeleton (for serialize)."""
+        return {"in_features": self.in_features, "out_features": self.out_features, "bias": self.bias is not None,
+                "threshold": self.threshold, "dtype": self.bias.dtype if self.bias is not None else torch.float32}
+
+    def quant_stats(self) -> dict[str, int]:
+        """Input columns kept in float: in the last forward, at most in one forward, ever; and forwards run."""
+        return {"float_columns_last": int(self.last_outliers.numel()), "float_columns_max": self.max_outliers,
+                "float_columns_seen": int(self.outliers_seen.sum()), "forwards": self.forwards}
+
     def reset_outlier_stats(self) -> None:
         """Forget the outlier columns seen so far."""
         self.last_outliers = torch.zeros(0, dtype=torch.long)  # (k,) columns of the last forward

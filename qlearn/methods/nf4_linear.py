@@ -74,6 +74,11 @@ class NF4Linear(nn.Module):
                 layer.bias.copy_(linear.bias.detach())
         return layer
 
+    def config(self) -> dict:
+        """The constructor arguments that rebuild this layer's skeleton (for serialize)."""
+        return {"in_features": self.in_features, "out_features": self.out_features, "bias": self.bias is not None,
+                "block_size": self.block_size, "double_quant": self.double_quant, "dtype": self.dtype}
+
     def quantized_weight(self) -> nf4.NF4Weight:
         """The stored weight as an NF4Weight (shares the buffers)."""
         absmax = {name: getattr(self, name) for name in ABSMAX_BUFFERS if hasattr(self, name)}

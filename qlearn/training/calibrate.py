@@ -18,23 +18,9 @@ import torch
 from torch import nn
 
 from ..core.validation import check_bool
+from ..inference.capture import first_tensor as _first_tensor
+from ..inference.capture import run_batch
 from .observers import MinMaxObserver, Observer
-
-
-def _first_tensor(value, what: str) -> torch.Tensor:
-    """The tensor itself, or the first element of a tuple / list such as (X, y) or a hook's args."""
-    if isinstance(value, (tuple, list)) and value:
-        value = value[0]
-    if not isinstance(value, torch.Tensor):
-        raise TypeError(f"{what} must be a tensor or a tuple whose first element is a tensor, got {type(value).__name__}")
-    return value
-
-
-def run_batch(model: nn.Module, batch):
-    """model(**batch) for a dict of keyword inputs, else model(X) for a tensor X or an (X, y) tuple."""
-    if isinstance(batch, Mapping):
-        return model(**batch)
-    return model(_first_tensor(batch, "each batch"))
 
 
 def calibrate(model: nn.Module, layers: Iterable[str], batches: Iterable, observer: Observer | None = None,

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from qlearn import PerChannel, PerGroup, QuantLinear, model_size_bytes, register_method
+from qlearn import PerChannel, PerGroup, QuantLinear, QuantMethod, model_size_bytes, register_method
 from qlearn import quantize_model
 from qlearn.core.primitives import choose_qparams
 
@@ -58,11 +58,12 @@ def test_unknown_method_and_registered_method():
         quantize_model(_mlp(), method="gptq-typo")
     calls = []
 
-    def half_range(name, W, bits, symmetric, granularity):
+    def spy_rtn(name, linear, X, bits, granularity, symmetric):
         calls.append(name)
-        return choose_qparams(W, bits=bits, symmetric=symmetric, granularity=granularity)
+        qparams = choose_qparams(linear.weight.detach(), bits=bits, symmetric=symmetric, granularity=granularity)
+        return QuantLinear.from_linear(linear, qparams=qparams)
 
-    register_method("test-rtn", half_range)
+    register_method(QuantMethod("test-rtn", spy_rtn), replace=True)
     quantize_model(_mlp(), method="test-rtn")
     assert calls == ["0", "2", "4"]
 

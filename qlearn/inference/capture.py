@@ -1,0 +1,97 @@
+"""Run calibration batches through a model and capture the inputs X of chosen Linear layers.
+
+    batches = check_batches(calibration)                  # a list: sequential methods run it more than once
+    X = capture_inputs(model, ["0", "2"], batches)        # {name: X (tokens, in) float32}
+
+Each batch runs as `model(**batch)` when it is a dict of keyword inputs (a tokenizer's output), else as
+`model(X)` for a tensor X or an (X, y) tuple. A forward hook on every chosen layer flattens its input to
+(tokens, in); once every chosen layer has run for a batch, the rest of the forward pass is skipped, so
+capturing the first block of a deep model costs a fraction of a full pass. Padding tokens are kept
+(a simplification: the reference implementations drop them through the attention mask).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import torch
+from torch import nn
+
+
+def first_tensor(value, what: str) -> torch.Tensor:
+    """The tensor itself, or the first element of a tuple / list such as (X, y) or a hook's args."""
+    if isinstance(value, (tuple, list)) and value:
+        value = value[0]
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{what} must be a tensor or a tuple whose first element is a tensor, got {type(value).__name__}")
+    return value
+
+
+def run_batch(model: nn.Module, batch):
+    """model(**batch) for a dict of keyword inputs, else model(X) for a tensor X or an (X, y) tuple."""
+    if isinstance(batch, Mapping):
+        return model(**batch)
+    return model(first_tensor(batch, "each batch"))
+
+
+def check_batches(calibration, what: str = "calibration") -> list:
+    """The batches of an iterable as a list; raise for a single tensor or dict, a non-iterable, or no batch."""
+    if isinstance(calibration, (torch.Tensor, Mapping)) or not isinstance(calibration, Iterable):
+        raise TypeError(f"{what} must be an iterable of batches, for example X.split(32) or [tokenizer(...)], "
+                        f"not {type(calibration).__name__}")
+    batches = list(calibration)
+    if not batches:
+        raise ValueError(f"{what} is empty; it needs at least one batch")
+    return batches
+
+
+class _AllCaptured(Exception):
+    """Raised by the last hook of a batch to skip the rest of the forward pass."""
+
+
+@torch.no_grad()
+def capture_inputs(model: nn.Module, names, batches: list, progress: bool = False) -> dict[str, torch.Tensor]:
+    """The inputs every layer in `names` receives over `batches`, each flattened to (tokens, in) float32.
+
+    The model runs in eval mode under torch.no_grad(); its mode is restored and the hooks removed, even on error.
+
+    Shapes: batches as the model expects -> {name: X (sum of tokens over batches, in)}.
+    """
+    from tqdm.auto import tqdm
+
+    modules = dict(model.named_modules())
+    names = list(names)
+    unknown = [n for n in names if n not in modules]
+    if not names or unknown:
+        raise ValueError(f"names must be module names of the model; unknown: {unknown}")
+    seen: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+    pending: set[str] = set()
+
+    def hook_for(name):
+        def hook(module, args):
+            x = first_tensor(args, f"the input of {name}")
+            if name in pending:
+                seen[name].append(x.detach().reshape(-1, x.shape[-1]).float())  # (tokens, in)
+                pending.discard(name)
+            if not pending:
+                raise _AllCaptured
+        return hook
+
+    handles = [modules[n].register_forward_pre_hook(hook_for(n)) for n in names]
+    was_training = model.training
+    model.eval()
+    try:
+        for batch in tqdm(batches, disable=not progress, desc="capture"):
+            pending.update(names)
+            try:
+                run_batch(model, batch)
+            except _AllCaptured:
+                pass
+            if pending:
+                raise ValueError(f"the layers {sorted(pending)} never ran on a calibration batch; "
+                                 "exclude them or check the batches")
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    return {n: torch.cat(xs) for n, xs in seen.items()}

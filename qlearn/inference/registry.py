@@ -1,0 +1,134 @@
+"""The methods `quantize_model` can run, and the protocol a method follows to plug in.
+
+    QuantMethod(name="gptq", quantize_layer=fn, needs_calibration=True, sequential=True)
+    fn(name, linear, X, bits, granularity, symmetric, **options) -> nn.Module    # the replacement layer
+
+X is (tokens, in) float32, the inputs captured for that layer (None for a data-free method). A sequential
+method gets X from the model whose earlier blocks are already quantized (GPTQ); the others get it from the
+float model. `prepare(model, batches, layer_names, bits, granularity, symmetric, **options)` runs once before any layer (AWQ folds its
+scales there) and may return a state that reaches every `quantize_layer` call as `state=`; `finish(model,
+state, **options)` runs once after the swap and returns per-layer notes for the report.
+
+The options a method takes are the keyword parameters of its functions (beyond the fixed ones), so an
+option no function takes fails before anything runs. `activations` and `kernel` reach only a method whose
+`quantize_layer` takes them. "rtn" lives here; `import qlearn.methods` registers the others.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Callable
+
+from torch import nn
+
+from ..core.granularity import Granularity, PerChannel, PerGroup, PerTensor
+from ..core.validation import check_bits
+from .linear import QuantLinear
+
+POSITIONAL = {"quantize_layer": 6, "prepare": 6, "finish": 2}  # see the module docstring
+PASSED_BY_DRIVER = {"state", "activations", "kernel"}
+
+
+def _keywords(fn, fn_name: str) -> set[str]:
+    """The option names `fn` takes: its keyword parameters after the fixed positional ones."""
+    if fn is None:
+        return set()
+    params = list(inspect.signature(fn).parameters.values())[POSITIONAL[fn_name]:]
+    return {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - PASSED_BY_DRIVER
+
+
+@dataclass(frozen=True)
+class QuantMethod:
+    """A weight-quantization method for `quantize_model` (see the module docstring for the protocol).
+
+    bits / symmetric / granularities: what the method supports; the first `symmetric` value is its default.
+    """
+
+    name: str
+    quantize_layer: Callable[..., nn.Module]
+    needs_calibration: bool = False
+    sequential: bool = False
+    prepare: Callable | None = None
+    finish: Callable | None = None
+    bits: tuple[int, ...] = tuple(range(2, 9))
+    symmetric: tuple[bool, ...] = (True, False)
+    granularities: tuple[type, ...] = (PerTensor, PerChannel, PerGroup)
+    description: str = ""
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise TypeError(f"a method name must be a non-empty string, got {self.name!r}")
+        for fn_name in ("quantize_layer", "prepare", "finish"):
+            fn = getattr(self, fn_name)
+            if (fn is not None or fn_name == "quantize_layer") and not callable(fn):
+                raise TypeError(f"{fn_name} must be callable, got {type(fn).__name__}")
+        if self.sequential and not self.needs_calibration:
+            raise ValueError("a sequential method reads calibration inputs: set needs_calibration=True")
+
+    @property
+    def options(self) -> frozenset[str]:
+        """The keyword options this method takes (from the signatures of its functions)."""
+        return frozenset().union(*(_keywords(getattr(self, f), f) for f in POSITIONAL))
+
+    def takes(self, fn_name: str, option: str) -> bool:
+        """Whether the method's `fn_name` function takes the keyword `option` (an option, state, activations, kernel)."""
+        fn = getattr(self, fn_name)
+        if fn is None:
+            return False
+        return option in _keywords(fn, fn_name) or (option in PASSED_BY_DRIVER
+                                                    and option in inspect.signature(fn).parameters)
+
+    def check(self, bits, granularity, symmetric, options: dict) -> bool:
+        """Raise for bits, a granularity type, a symmetric value or an option this method does not take.
+
+        Returns the symmetric value to use (the method's default when `symmetric` is None).
+        """
+        check_bits(bits)
+        if bits not in self.bits:
+            raise ValueError(f"method {self.name!r} takes bits in {list(self.bits)}, got {bits}")
+        if not isinstance(granularity, Granularity) or not isinstance(granularity, self.granularities):
+            allowed = ", ".join(f"{g.__name__}()" for g in self.granularities)
+            raise TypeError(f"method {self.name!r} takes granularity {allowed}, got {granularity!r}")
+        if symmetric is None:
+            symmetric = self.symmetric[0]
+        if not isinstance(symmetric, bool) or symmetric not in self.symmetric:
+            raise ValueError(f"method {self.name!r} takes symmetric in {list(self.symmetric)} (or None for its "
+                             f"default, {self.symmetric[0]}), got {symmetric!r}")
+        unknown = sorted(set(options) - self.options)
+        if unknown:
+            raise TypeError(f"method {self.name!r} takes no option {unknown}; its options: {sorted(self.options)}")
+        return symmetric
+
+
+METHODS: dict[str, QuantMethod] = {}
+
+
+def register_method(method: QuantMethod, replace: bool = False) -> QuantMethod:
+    """Add `method` under `method.name` (a second registration of a name needs replace=True)."""
+    if not isinstance(method, QuantMethod):
+        raise TypeError(f"register_method needs a QuantMethod(name=..., quantize_layer=...), "
+                        f"got {type(method).__name__}")
+    if method.name in METHODS and not replace and METHODS[method.name] is not method:
+        raise ValueError(f"a method named {method.name!r} is already registered; pass replace=True to replace it")
+    METHODS[method.name] = method
+    return method
+
+
+def get_method(name) -> QuantMethod:
+    """The registered method called `name`; an unknown name lists the known ones."""
+    if isinstance(name, QuantMethod):
+        return name
+    if not isinstance(name, str) or name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; available: {sorted(METHODS)}"
+                         + ("" if len(METHODS) > 1 else " (import qlearn.methods to register the others)"))
+    return METHODS[name]
+
+
+def _rtn_layer(name, linear, X, bits, granularity, symmetric, activations=None, kernel="auto") -> QuantLinear:
+    """Round to nearest with min-max scales (QuantLinear.from_linear): the baseline."""
+    return QuantLinear.from_linear(linear, bits=bits, granularity=granularity, symmetric=symmetric,
+                                   activations=activations, kernel=kernel)
+
+
+register_method(QuantMethod("rtn", _rtn_layer, description="min-max round to nearest (QuantLinear)"))
