@@ -5,8 +5,9 @@
     digits   scikit-learn's 8x8 digits with a fixed split, small MLP / CNN, a seeded training loop, the
              trained MLPs shipped in this folder (pretrained_mlp)
     tensors  sample tensors for the notebooks (Gaussian, ReLU-like, outliers, real MiniLM weights)
+    sentences  calibration sentences written for the course (the evaluation ones are models.SENTENCES)
 
 Beside `core` at the bottom: it may import core only.
 """
 
-from . import digits, models, tensors
+from . import digits, models, sentences, tensors

@@ -23,3 +23,18 @@ def right(message: str) -> Feedback:
 
 def wrong(message: str) -> Feedback:
     return Feedback(False, message)
+
+
+def as_number(value) -> float | None:
+    """An answer as a finite float: int, float, numpy scalar or 0-d array, 1-element tensor; else None."""
+    import numbers
+    import math
+
+    if hasattr(value, "numel") and callable(value.numel) and value.numel() == 1:
+        value = value.item()  # torch tensor
+    elif hasattr(value, "ndim") and hasattr(value, "item") and getattr(value, "size", 0) == 1:
+        value = value.item()  # numpy scalar or array with one element
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
