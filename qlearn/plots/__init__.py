@@ -5,6 +5,7 @@ from .compression import metric_curves, soft_targets, weight_histogram
 from .errors import error_histogram, error_histograms
 from .heatmaps import quantization_heatmaps
 from .inference import plot_bytes_vs_fidelity, plot_group_reconstruction
+from .outliers import activation_heatmap, alpha_sweep_plot, channel_max_plot, migration_plot, threshold_plot
 from .qat import accuracy_vs_bits_plot, observer_ranges_plot, ste_plot
 from .sweeps import sqnr_vs_bits, sqnr_vs_effective_bits
 
@@ -13,4 +14,5 @@ __all__ = [
     "plot_group_reconstruction", "plot_bytes_vs_fidelity",
     "ste_plot", "observer_ranges_plot", "accuracy_vs_bits_plot",
     "weight_histogram", "metric_curves", "soft_targets",
+    "activation_heatmap", "channel_max_plot", "migration_plot", "alpha_sweep_plot", "threshold_plot",
 ]

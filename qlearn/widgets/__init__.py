@@ -5,6 +5,7 @@ from .compression import sparsity_explorer, temperature_explorer
 from .explorer import quantization_explorer
 from .groups import group_explorer
 from .observers import observer_explorer
+from .outliers import threshold_explorer
 
 __all__ = ["bit_layout_explorer", "quantization_explorer", "group_explorer", "observer_explorer", "sparsity_explorer",
-           "temperature_explorer"]
+           "temperature_explorer", "threshold_explorer"]

@@ -46,6 +46,24 @@ def test_int_matmul_is_exact():
     assert torch.equal(int_matmul(A, B).long(), ref)
 
 
+@pytest.mark.parametrize("isa", ["AVX2", "SSE41"], ids=["avx2", "sse41"])
+def test_int_matmul_is_exact_on_cpus_without_vnni(isa):
+    """oneDNN's int8 GEMM without VNNI saturates int16 pair sums; int_matmul must notice and stay exact.
+    ONEDNN_MAX_CPU_ISA is read once per process, so the check runs in a fresh interpreter."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import torch; from qlearn.methods.llm_int8 import int_matmul\n"
+            "g = torch.Generator().manual_seed(0)\n"
+            "A = torch.randint(-127, 128, (33, 384), dtype=torch.int8, generator=g); A[:, :64] = 127\n"
+            "B = torch.randint(-127, 128, (48, 384), dtype=torch.int8, generator=g); B[:, :64] = 127\n"
+            "assert torch.equal(int_matmul(A, B).long(), A.long() @ B.long().t())\n")
+    env = dict(os.environ, ONEDNN_MAX_CPU_ISA=isa, OMP_NUM_THREADS="1")
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+
+
 def test_vectorwise_part_matches_its_formula():
     """threshold=None: Y = (X_q W_q^T) * s_x s_w^T with absmax / 127 scales, computed here from scratch."""
     X, W = planted()
