@@ -123,7 +123,7 @@ def stamp(nb_path: pathlib.Path, url: str) -> bool:
 
 def main(argv) -> int:
     check = "--check" in argv
-    paths = [pathlib.Path(a) for a in argv if a != "--check"] or sorted((ROOT / "notebooks").glob("*.ipynb"))
+    paths = [pathlib.Path(a) for a in argv if a != "--check"] or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     missing = [str(p) for p in paths if p.suffix != ".ipynb" or not p.is_file()]
     if missing:
         sys.stderr.write("not a notebook file: " + ", ".join(missing) + "\n")

@@ -17,7 +17,8 @@ stamp_colab = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(stamp_colab)
 
 URL = "https://github.com/some-owner/some-course"
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+# The numbered notebooks; the glossary is a page of Markdown with nothing to install or run.
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
 def make_notebook(path: Path, title_cell: str | None = "# Linear quantization\n\nWhat a scale is.") -> Path:

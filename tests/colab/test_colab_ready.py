@@ -25,7 +25,8 @@ from packaging.version import Version
 from .constraints import ROOT, _name, colab_pins, constraints
 
 DEPENDENCIES = [Requirement(r) for r in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]]
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+# The numbered notebooks; the glossary is a page of Markdown with nothing to install or run.
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 IN_COLAB_ENV = os.environ.get("QLEARN_COLAB_ENV") == "1"
 
 
