@@ -19,7 +19,9 @@ def widget_bundle(box, title: str, figure=None, html: str | None = None) -> dict
     """
     bundle = {"application/vnd.jupyter.widget-view+json": box.get_view_spec(),
               "text/plain": FALLBACK_TEXT.format(title=title)}
-    if "google.colab" in sys.modules:  # a notebook saved from Colab is never the committed one: widget only
+    # Widget only where the committed notebooks never come from: Colab, and ipywidgets 7 (Colab's version),
+    # whose classic-Notebook frontend shows the picture instead of the widget when both are offered.
+    if "google.colab" in sys.modules or _ipywidgets_major() < 8:
         return bundle
     if figure is not None:
         buffer = io.BytesIO()
@@ -28,6 +30,12 @@ def widget_bundle(box, title: str, figure=None, html: str | None = None) -> dict
     elif html is not None:
         bundle["text/html"] = html
     return bundle
+
+
+def _ipywidgets_major() -> int:
+    import ipywidgets
+
+    return int(ipywidgets.__version__.split(".")[0])
 
 
 class Explorer:

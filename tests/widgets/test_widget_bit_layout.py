@@ -51,4 +51,8 @@ def test_start_value_minus_zero_and_text_that_is_not_a_number():
 
 def test_saved_output_is_the_table_and_a_one_line_message():
     bundle = bit_layout_explorer(0.1)._repr_mimebundle_()
-    assert "<table>" in bundle["text/html"] and "Run this cell" in bundle["text/plain"]
+    assert "Run this cell" in bundle["text/plain"]
+    if int(__import__("ipywidgets").__version__.split(".")[0]) >= 8:  # ipywidgets 7 (Colab): the widget only
+        assert "<table>" in bundle["text/html"]
+    else:
+        assert "text/html" not in bundle

@@ -153,6 +153,10 @@ def test_loading_minilm_shows_a_busy_message_first():
     assert LOADING not in seen and tensors.is_ready("minilm_weight")
 
 
+# ipywidgets 8 (what the committed notebooks are made with) also saves a picture; ipywidgets 7 (Colab's) the widget only
+STATIC_PICTURE = int(__import__("ipywidgets").__version__.split(".")[0]) >= 8
+
+
 def test_saved_output_is_a_static_picture_and_a_one_line_message():
     import base64
 
@@ -161,8 +165,10 @@ def test_saved_output_is_a_static_picture_and_a_one_line_message():
     assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == e.box.model_id
     assert "\n" not in bundle["text/plain"] and "Run this cell" in bundle["text/plain"]
     assert "VBox" not in bundle["text/plain"] and "VBox" not in repr(e)
-    png = base64.b64decode(bundle["image/png"])
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert ("image/png" in bundle) == STATIC_PICTURE
+    if STATIC_PICTURE:
+        png = base64.b64decode(bundle["image/png"])
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_ipython_displays_the_bundle():
@@ -170,7 +176,7 @@ def test_ipython_displays_the_bundle():
 
     e = quantization_explorer(_x(), bits=4)
     data, _ = DisplayFormatter().format(e)
-    assert "application/vnd.jupyter.widget-view+json" in data and "image/png" in data
+    assert "application/vnd.jupyter.widget-view+json" in data and ("image/png" in data) == STATIC_PICTURE
     assert data["text/plain"].startswith("[interactive widget: quantization explorer")
 
 
@@ -179,7 +185,7 @@ def test_group_explorer_redraws_the_package_plot():
 
     W = sample_tensor("minilm_weight")
     e = group_explorer(W, bits=4, group_size=64)
-    assert e.calls == 1 and isinstance(e.figure, Figure) and "image/png" in e._repr_mimebundle_()
+    assert e.calls == 1 and isinstance(e.figure, Figure) and ("image/png" in e._repr_mimebundle_()) == STATIC_PICTURE
     e.controls["bits"].value = 3
     e.controls["group_size"].value = 128
     assert e.calls == 3 and e.last == {"bits": 3, "group_size": 128}
