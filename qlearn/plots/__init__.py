@@ -7,10 +7,12 @@ from .heatmaps import quantization_heatmaps
 from .inference import plot_bytes_vs_fidelity, plot_group_reconstruction
 from .qat import accuracy_vs_bits_plot, observer_ranges_plot, ste_plot
 from .sweeps import sqnr_vs_bits, sqnr_vs_effective_bits
+from .weight_methods import awq_plot, hqq_error_plot, nf4_codebook_plot, obs_plot, pareto_plot
 
 __all__ = [
     "error_histogram", "error_histograms", "quantization_heatmaps", "sqnr_vs_bits", "channel_ranges", "sqnr_vs_effective_bits",
     "plot_group_reconstruction", "plot_bytes_vs_fidelity",
     "ste_plot", "observer_ranges_plot", "accuracy_vs_bits_plot",
     "weight_histogram", "metric_curves", "soft_targets",
+    "nf4_codebook_plot", "hqq_error_plot", "obs_plot", "awq_plot", "pareto_plot",
 ]
