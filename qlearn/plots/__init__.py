@@ -8,6 +8,7 @@ from .inference import plot_bytes_vs_fidelity, plot_group_reconstruction
 from .outliers import activation_heatmap, alpha_sweep_plot, channel_max_plot, migration_plot, threshold_plot
 from .qat import accuracy_vs_bits_plot, observer_ranges_plot, ste_plot
 from .sweeps import sqnr_vs_bits, sqnr_vs_effective_bits
+from .weight_methods import awq_plot, hqq_error_plot, nf4_codebook_plot, obs_plot, pareto_plot
 
 __all__ = [
     "error_histogram", "error_histograms", "quantization_heatmaps", "sqnr_vs_bits", "channel_ranges", "sqnr_vs_effective_bits",
@@ -15,4 +16,5 @@ __all__ = [
     "ste_plot", "observer_ranges_plot", "accuracy_vs_bits_plot",
     "weight_histogram", "metric_curves", "soft_targets",
     "activation_heatmap", "channel_max_plot", "migration_plot", "alpha_sweep_plot", "threshold_plot",
+    "nf4_codebook_plot", "hqq_error_plot", "obs_plot", "awq_plot", "pareto_plot",
 ]
