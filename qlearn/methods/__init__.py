@@ -19,5 +19,5 @@ This layer sits on top: it may import core, inference, training and data, never 
 face (plots, widgets, exercises).
 """
 
-from . import (awq, gptq, hqq, llm_int8, llm_int8_linear, nf4, nf4_linear, rtn, smoothquant, smoothquant_pairs, w8a8_sim,
-               weight)
+from . import (awq, gptq, hqq, llm_int8, llm_int8_linear, lora, nf4, nf4_linear, rtn, smoothquant, smoothquant_pairs,
+               w8a8_sim, weight)
