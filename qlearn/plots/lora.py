@@ -5,24 +5,31 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter
 import torch
 
 from ..core.validation import check_float_tensor
 
 PARTS = (("base", "frozen or trained weights", "tab:blue"), ("adapters", "LoRA adapters", "tab:green"),
          ("gradients", "gradients", "tab:orange"), ("optimizer", "Adam moments", "tab:red"))
+UNITS = {"GB": 1e9, "MB": 1e6}
 
 
-def memory_bars(tables: Mapping[str, Mapping[str, Mapping[str, float]]], unit: float = 2**30, unit_name: str = "GiB"):
+def memory_bars(tables: Mapping[str, Mapping[str, Mapping[str, float]]], units: Mapping[str, str] | None = None):
     """Stacked bars, one panel per model: {model: {recipe: {"base", "adapters", "gradients", "optimizer"}}}.
 
     Each bar is one recipe; its segments are the bytes of the weights, adapters, gradients and
-    Adam's moments (activations not included), divided by `unit`.
+    Adam's moments (activations not included), in the panel's unit: units = {model: "GB" or "MB"} (default GB).
     """
     if not isinstance(tables, Mapping) or not tables:
         raise TypeError("tables must be a non-empty dict {model name: {recipe: {part: bytes}}}")
+    units = dict(units or {})
+    if not all(units.get(model, "GB") in UNITS for model in tables):
+        raise ValueError(f"units must map model names to one of {sorted(UNITS)}, got {units!r}")
     fig, axes = plt.subplots(1, len(tables), figsize=(5.2 * len(tables), 3.8), squeeze=False)
     for ax, (model, table) in zip(axes[0], tables.items()):
+        unit_name = units.get(model, "GB")
+        unit = UNITS[unit_name]
         recipes = list(table)
         bottom = [0.0] * len(recipes)
         for part, label, color in PARTS:
@@ -31,10 +38,11 @@ def memory_bars(tables: Mapping[str, Mapping[str, Mapping[str, float]]], unit: f
             bottom = [b + h for b, h in zip(bottom, heights)]
         top = max(bottom)
         for i, total in enumerate(bottom):
-            ax.text(i, total + 0.02 * top, f"{total:.3g}", ha="center", va="bottom", fontsize=9)
+            ax.text(i, total + 0.02 * top, f"{total:,.0f}" if total >= 100 else f"{total:.3g}", ha="center",
+                    va="bottom", fontsize=9)
         ax.set_xticks(range(len(recipes)), [r.replace(" (", "\n(") for r in recipes], fontsize=8)
         ax.set_ylim(0, 1.15 * top)
-        ax.set_ylabel(f"{unit_name} (no activations)")
+        ax.set_ylabel(f"{unit_name} (activations not counted)")
         ax.set_title(model)
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].legend(fontsize=8, loc="upper right")
@@ -55,19 +63,17 @@ def low_rank_update(B: torch.Tensor, A: torch.Tensor, scaling: float = 1.0):
     B, A = B.detach().float().cpu(), A.detach().float().cpu()
     delta = scaling * B @ A  # (out, in)
     out, r, n_in = B.shape[0], B.shape[1], A.shape[1]
-    fig = plt.figure(figsize=(9, 3.6))
-    grid = fig.add_gridspec(2, 3, width_ratios=[max(r, 1), n_in, n_in], height_ratios=[max(r, 1), out],
-                            wspace=0.25, hspace=0.15)
-    panels = [(fig.add_subplot(grid[1, 0]), B, f"B  ({out} x {r})"),
-              (fig.add_subplot(grid[0, 1]), A, f"A  ({r} x {n_in})"),
-              (fig.add_subplot(grid[1, 2]), delta, f"(alpha/r) B A  ({out} x {n_in}), rank {r}")]
-    for ax, M, title in panels:
+    fig, axes = plt.subplots(1, 3, figsize=(10, 3.8), gridspec_kw={"width_ratios": [max(r, 2), n_in, n_in]})
+    panels = [(B, f"B ({out} x {r})"), (A, f"A ({r} x {n_in})"), (delta, f"(alpha/r) B A ({out} x {n_in}), rank {r}")]
+    for ax, (M, title) in zip(axes, panels):
         lim = float(M.abs().max()) or 1.0
-        ax.imshow(M.numpy(), cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto", interpolation="nearest")
+        ax.imshow(M.numpy(), cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="equal", interpolation="nearest")
         ax.set_title(title, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.text(0.5, 0.3, "x", fontsize=16, ha="center")
+    for left, right, sign in ((axes[0], axes[1], "x"), (axes[1], axes[2], "=")):
+        x = (left.get_position().x1 + right.get_position().x0) / 2
+        fig.text(x, 0.5, sign, fontsize=16, ha="center", va="center")
     fig.suptitle(f"{r * (out + n_in)} trained numbers make an update of {out * n_in} numbers")
     return fig
 
@@ -112,6 +118,9 @@ def rank_sweep(ranks: Sequence[int], params: Sequence[int], adapter_bytes: Seque
     ax1.set_title("what the extra parameters buy")
     ax1.legend(fontsize=8)
     for ax in (ax0, ax1):
+        ax.set_xticks(list(ranks), [str(k) for k in ranks])
         ax.grid(alpha=0.3)
+    ax0.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax0.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
     fig.tight_layout()
     return fig
