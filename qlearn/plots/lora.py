@@ -95,8 +95,9 @@ def loss_curves(curves: Mapping[str, Sequence[float]], title: str = "LoRA traini
 
 
 def rank_sweep(ranks: Sequence[int], params: Sequence[int], adapter_bytes: Sequence[float],
-               final_loss: Sequence[float], r: int, total_params: int):
-    """Left: trained share of the parameters vs r (log-log); right: final training loss vs r; r highlighted."""
+               final_loss: Sequence[float | None], r: int, total_params: int):
+    """Left: trained share of the parameters vs r (log-log); right: final training loss vs r (None: not
+    measured, not drawn); r highlighted."""
     if not (len(ranks) == len(params) == len(adapter_bytes) == len(final_loss)) or r not in ranks:
         raise ValueError("ranks, params, adapter_bytes and final_loss must have one value per rank, and r in ranks")
     i = list(ranks).index(r)
@@ -110,12 +111,18 @@ def rank_sweep(ranks: Sequence[int], params: Sequence[int], adapter_bytes: Seque
     ax0.set_ylabel("parameters trained (%)")
     ax0.set_title(f"adapters: {params[i]:,} parameters, {adapter_bytes[i] / 2**20:.1f} MiB")
     ax0.legend(fontsize=8)
-    ax1.plot(ranks, final_loss, marker="o", color="tab:green")
-    ax1.plot([r], [final_loss[i]], marker="o", markersize=12, color="tab:red", label=f"r={r}: {final_loss[i]:.2f}")
+    measured = [(k, v) for k, v in zip(ranks, final_loss) if v is not None]
+    ax1.plot([k for k, _ in measured], [v for _, v in measured], marker="o", color="tab:green", label="measured")
+    if final_loss[i] is not None:
+        ax1.plot([r], [final_loss[i]], marker="o", markersize=12, color="tab:red", label=f"r={r}: {final_loss[i]:.2f}")
+    else:
+        ax1.set_title(f"r={r}: not measured")
     ax1.set_xscale("log", base=2)
     ax1.set_xlabel("rank r")
     ax1.set_ylabel("final training loss")
-    ax1.set_title("what the extra parameters buy")
+    if final_loss[i] is not None:
+        ax1.set_title("what the extra parameters buy")
+    ax1.set_xlim(min(ranks) / 1.5, max(ranks) * 1.5)
     ax1.legend(fontsize=8)
     for ax in (ax0, ax1):
         ax.set_xticks(list(ranks), [str(k) for k in ranks])
