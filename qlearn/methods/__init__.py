@@ -23,5 +23,5 @@ This layer sits on top: it may import core, inference, training and data, never 
 face (plots, widgets, exercises).
 """
 
-from . import (awq, awq_linear, awq_model, gptq, hqq, hqq_linear, llm_int8, llm_int8_linear, nf4, nf4_linear, registry, rtn,
-               smoothquant, smoothquant_pairs, w8a8_sim, weight)
+from . import (awq, awq_linear, awq_model, finetune_memory, gptq, hqq, hqq_linear, llm_int8, llm_int8_linear, lora,
+               lora_train, nf4, nf4_linear, registry, rtn, smoothquant, smoothquant_pairs, w8a8_sim, weight)

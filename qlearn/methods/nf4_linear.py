@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..inference import packing
+from ..inference.targets import _shared_names, exclude_patterns as _exclude_patterns, matches as _matches
 from ..core.validation import check_bool
 from . import nf4
 from ._checks import check_group_size, check_positive_int
@@ -101,3 +102,42 @@ class NF4Linear(nn.Module):
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, block_size={self.block_size}, "
                 f"double_quant={self.double_quant}, bias={self.bias is not None}")
+
+
+def replace_linears_nf4(model: nn.Module, targets=None, exclude=(), block_size: int = 64,
+                        double_quant: bool = False, quantize_tied: bool = False) -> tuple[str, ...]:
+    """Replace the model's nn.Linear layers by NF4Linear.from_linear, in place; returns the names replaced.
+
+    targets=None takes every nn.Linear; otherwise module names or glob patterns (as quantize_model's
+    exclude). A Linear whose weight is tied to another module (a causal LM's lm_head) is kept in
+    float unless quantize_tied=True. Every layer is built before the first swap.
+
+    Shapes: each weight (out, in) -> weight_q (out, in / 2) uint8 + absmax, see NF4Linear.
+    """
+    if not isinstance(model, nn.Module) or isinstance(model, nn.Linear):
+        raise TypeError(f"model must be a torch.nn.Module holding Linear layers, got {type(model).__name__}")
+    check_bool(double_quant, "double_quant")
+    check_bool(quantize_tied, "quantize_tied")
+    keep = _exclude_patterns(exclude)
+    pick = None if targets is None else _exclude_patterns(targets)
+    modules = dict(model.named_modules())
+    for pattern in keep + (pick or ()):
+        if not any(_matches(name, pattern) for name in modules if name):
+            raise ValueError(f"{pattern!r} matches no module of the model; some module names: "
+                             f"{[n for n in modules if n][:8]}")
+    shared = _shared_names(model)
+    new = {}
+    for name, module in modules.items():
+        if type(module) is not nn.Linear or any(_matches(name, p) for p in keep):
+            continue
+        if pick is not None and not any(_matches(name, p) for p in pick):
+            continue
+        if not quantize_tied and len(shared.get(id(module.weight), [])) > 1:
+            continue
+        new[name] = NF4Linear.from_linear(module, block_size=block_size, double_quant=double_quant)
+    if not new:
+        raise ValueError("found no nn.Linear layer to quantize (after targets, exclude and tied weights)")
+    for name, layer in new.items():
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent), child, layer)
+    return tuple(new)

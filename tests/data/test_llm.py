@@ -121,8 +121,11 @@ def test_generate_without_a_chat_template_says_chat_false(model, tokenizer, monk
 
 def test_course_texts_are_separate_and_long_enough(tokenizer):
     texts = {name: llm.course_text(name) for name in llm.TEXTS}
-    for name, text in texts.items():
-        assert 500 <= len(tokenizer(text)["input_ids"]) <= 900, name
+    for name in ("eval", "calibration"):
+        assert 500 <= len(tokenizer(texts[name])["input_ids"]) <= 900, name
+    cards = texts["adaptation"].splitlines()
+    fields = ("PLANT", "LIGHT", "WATER", "SOIL", "HARVEST", "TIP")
+    assert len(cards) == 40 and all([f.split(": ")[0] for f in c.split(" | ")] == list(fields) for c in cards)
     eval_paragraphs = {p.strip() for p in texts["eval"].split("\n\n")}
     calibration_paragraphs = {p.strip() for p in texts["calibration"].split("\n\n")}
     assert len(eval_paragraphs) >= 8 and not eval_paragraphs & calibration_paragraphs

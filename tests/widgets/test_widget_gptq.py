@@ -30,7 +30,7 @@ def test_default_shows_gptq_beating_rtn(layer):
     assert ex.last["rtn_mse"] == pytest.approx(rtn_err, rel=1e-6)
     assert ex.last["ratio"] < 1
     assert isinstance(ex.figure, Figure) and ex.calls == 1
-    assert "image/png" in ex._repr_mimebundle_()
+    assert ("image/png" in ex._repr_mimebundle_()) == (int(__import__("ipywidgets").__version__.split(".")[0]) >= 8)
 
 
 @pytest.mark.parametrize("control,value", [("damp", 1.0), ("group_size", 32), ("act_order", True)],
