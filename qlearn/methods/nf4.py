@@ -78,6 +78,13 @@ def absmax_quantize(x: torch.Tensor, code: torch.Tensor) -> tuple[torch.Tensor, 
     return torch.bucketize(scaled, bounds).to(torch.uint8), absmax
 
 
+def _byte_table(device) -> torch.Tensor:
+    """(256, 2): the NF4 values of a packed byte's low and high nibble (code index = slot value, see packing)."""
+    b = torch.arange(256, device=device)
+    code = NF4_CODE.to(device)
+    return torch.stack([code[b & 15], code[b >> 4]], dim=1)
+
+
 @dataclass(frozen=True, eq=False)
 class NF4Weight(QuantizedWeight):
     """NF4 codes packed two to a byte and one absmax per block (float32, or 8-bit with double quantization).
@@ -113,7 +120,10 @@ class NF4Weight(QuantizedWeight):
         return absmax.reshape(self.shape[0], -1, 1)  # (out, in / block_size, 1)
 
     def dequantize(self) -> torch.Tensor:
-        values = NF4_CODE.to(self.W_q.device)[self.codes().long()]  # (out, in) float32
+        if self.shape[1] % 2 == 0:  # no padding nibble: look up both nibbles of each byte at once (same values)
+            values = F.embedding(self.W_q.to(torch.int32), _byte_table(self.W_q.device))  # (out, in / 2, 2)
+        else:
+            values = NF4_CODE.to(self.W_q.device)[self.codes().long()]  # (out, in) float32
         blocks = values.reshape(self.shape[0], -1, self.block_size)  # (out, in / block, block)
         return (blocks * self.absmax_values()).reshape(self.shape).to(self.dtype)
 

@@ -91,3 +91,11 @@ def test_nf4_beats_absmax_int4_on_gaussian_weights():
     nf4_mse = float((nf4.quantize_weight(W, block_size=64).dequantize() - W).square().mean())
     int4 = rtn.quantize_weight(W, bits=4, group_size=64, symmetric=True).dequantize()
     assert nf4_mse < float((int4 - W).square().mean())
+
+
+@pytest.mark.parametrize("shape, block", [((6, 64), 32), ((4, 9), 3)], ids=["even-in-byte-table", "odd-in-codes"])
+def test_dequantize_paths_agree_with_the_codes(shape, block):
+    W = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    qw = nf4.quantize_weight(W, block_size=block)
+    expected = (nf4.NF4_CODE[qw.codes().long()].reshape(shape[0], -1, block) * qw.absmax_values()).reshape(shape)
+    assert torch.equal(qw.dequantize(), expected)
