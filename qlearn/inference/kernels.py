@@ -15,10 +15,11 @@ a Linear layer is limited by memory bandwidth, so fewer bytes read means less ti
     int8_cpu   bits 5..8, PerChannel(0), symmetric, float activations, CPU
                torch.ops.aten._weight_int8pack_mm (computes in bfloat16)
     w8a8       activations=2..8 (8 is W8A8), bits 5..8, PerChannel(0), symmetric:
-               X_q = per-token codes (qlearn.quantize), Y = (X_q @ W_q^T) * s_x * s_w^T + b
-               integer matmul by torch._int_mm on CUDA and on CPUs with VNNI; on other x86
-               CPUs by fbgemm's int8 GEMM (see `_w8a8_fbgemm`: one pass for activations of at
-               most 7 bits, two passes for 8 bits).
+               X_q = per-token codes, or codes of the static per-tensor scale (`layer.input_qparams`),
+               Y = (X_q @ W_q^T) * s_x * s_w^T + b
+               integer matmul by torch._int_mm on CUDA and on CPUs with VNNI where a one-time probe
+               shows it is exact (`int_mm_is_exact`); on other x86 CPUs by fbgemm's int8 GEMM (see
+               `_w8a8_fbgemm`: one pass for activations of at most 7 bits, two passes for 8 bits).
 
 Tolerances against the reference (checked in tests/inference/test_kernels.py): the bfloat16 paths round
 activations and scales to 8 significant bits, so their relative error is about 1e-2; w8a8
@@ -37,12 +38,13 @@ weight (kept in the cache) and only for an input that needs it.
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import torch
 
-from ..core.granularity import PerChannel, PerGroup, PerToken
-from ..core.primitives import choose_qparams, quantize
+from ..core.granularity import PerChannel, PerGroup
+from ..core.primitives import quantize
 
 INT4_GROUP_SIZES = (32, 64, 128, 256)
 ALIGNMENT = 64  # bytes: one cache line, the widest vector load (AVX-512) of any CPU kernel
@@ -127,10 +129,35 @@ def _int8_forward(layer, x):
 
 # ---- W8A8: int8 weights and int8 per-token activations --------------------------------------------------
 
+@functools.lru_cache(maxsize=None)
+def int_mm_is_exact(device_type: str) -> bool:
+    """Does torch._int_mm give exact int32 sums on `device_type` ("cpu" or "cuda")? Probed once, hardest codes.
+
+    On CPUs without VNNI int8 dot products (or with ONEDNN_MAX_CPU_ISA set below it, e.g. AVX2 or SSE41),
+    oneDNN's int8 GEMM adds pairs of u8 * s8 products in saturating int16 (vpmaddubsw), so sums like
+    127 * 127 * 384 come back wrong by up to ~1e5. All-127 codes against both signs are its worst case.
+
+    Shapes: a (17, 64) @ (64, 16) probe (CUDA's _int_mm wants m > 16 and multiples of 8).
+    """
+    if device_type not in ("cpu", "cuda"):
+        raise ValueError(f"device_type must be 'cpu' or 'cuda', got {device_type!r}")
+    A = torch.full((17, 64), 127, dtype=torch.int8, device=device_type)
+    B = torch.full((16, 64), 127, dtype=torch.int8, device=device_type)
+    B[::2] = -127  # (16, 64): both signs
+    try:
+        got = torch._int_mm(A, B.t())  # (17, 16)
+    except RuntimeError:
+        return False
+    want = (A.double() @ B.double().t()).to(torch.int32)  # exact
+    return bool(torch.equal(got, want))
+
+
 def _int_mm_fast(x) -> bool:
+    """torch._int_mm is both fast (CUDA, or a CPU with VNNI) and exact here (see `int_mm_is_exact`)."""
     if x.device.type == "cuda":
-        return True
-    return x.device.type == "cpu" and bool(getattr(torch.cpu, "_is_vnni_supported", lambda: False)())
+        return int_mm_is_exact("cuda")
+    return x.device.type == "cpu" and bool(getattr(torch.cpu, "_is_vnni_supported", lambda: False)()) \
+        and int_mm_is_exact("cpu")
 
 
 def _fbgemm_available() -> bool:
@@ -140,7 +167,7 @@ def _fbgemm_available() -> bool:
 
 def _w8a8_applies(layer, x) -> bool:
     if not (layer.activations is not None and layer.bits > 4 and layer.symmetric and _per_channel(layer)
-            and _float_input(x)):
+            and _float_input(x) and getattr(layer, "calibrated", True)):
         return False
     if x.device.type == "cuda":
         tokens = x.numel() // layer.in_features
@@ -178,8 +205,8 @@ def _w8a8_fbgemm(layer, X_q, act_bits: int = 8):
 
 
 def _w8a8_forward(layer, x):
-    x2 = x.reshape(-1, layer.in_features).float()  # (tokens, in)
-    qp = choose_qparams(x2, bits=layer.activations, symmetric=True, granularity=PerToken())  # scale (tokens, 1)
+    x2 = layer.activation_input(x.reshape(-1, layer.in_features).float())  # (tokens, in)
+    qp = layer.input_qparams(x2)  # scale (tokens, 1) per token, or (1, 1) static per tensor
     X_q = quantize(x2, qp)  # (tokens, in) int8 codes of `activations` bits
     if _int_mm_fast(x):
         W_t = _cached(layer, "w8a8_int_mm", x.device, lambda: aligned(layer.weight_q).t())  # (in, out) view
@@ -205,7 +232,7 @@ FAST_PATHS = (("int4_cpu", _int4_applies, _int4_forward),
 # What a layer must hold for the fast paths to read it (QuantLinear does). Checking the attributes instead
 # of the class keeps this module below the layer class: linear.py imports kernels, never the reverse.
 LAYER_ATTRIBUTES = ("weight_q", "scale", "zero_point", "bits", "granularity", "symmetric", "activations",
-                    "in_features", "out_features", "bias", "kernel", "_cache")
+                    "in_features", "out_features", "bias", "kernel", "_cache", "input_qparams", "activation_input")
 
 
 def select_name(layer, x) -> str:

@@ -8,9 +8,15 @@ The inference recipe (W8A16, W4A16, W2A16: integer weights, float activations):
 `W_q` lives in a buffer: int8 (out, in) for 5..8 bits, or 2-/4-bit codes packed into a uint8
 (out, ceil(in * c / 8)) buffer for 2..4 bits (see `packing.py`). `scale` (float32) and
 `zero_point` (int8) are buffers of shape `granularity.stats_shape((out, in))`. With
-`activations=8` the input is quantized too, per token and symmetric (W8A8):
+`activations=8` the input is quantized too, symmetric (W8A8), in one of two ways:
 
-    X_hat = fake_quantize(X, bits=8, symmetric=True, granularity=PerToken())
+    activation_granularity=PerToken()   dynamic: s_x = max_j |X_tj| / 127 per token, computed at run time
+    activation_granularity=PerTensor()  static: one s_x for every input, the buffer `activation_scale` (1, 1),
+                                        set before use by calibration (qlearn.training.calibrate_activations)
+    X_hat = s_x * clamp(round(X / s_x), -127, 127)
+
+A layer made from a Linear that SmoothQuant smoothed at run time (it carries the buffer
+`smooth_input_scale` = 1/s, shape (in,)) keeps that buffer and multiplies its input by it first.
 
 `kernel="reference"` always runs the two lines above; `kernel="auto"` runs one of PyTorch's
 fused kernels when one fits (see `kernels.py`), which tests check against the reference.
@@ -26,7 +32,7 @@ from torch import nn
 
 from . import kernels, packing
 from ..core.validation import check_bits, check_bool
-from ..core.granularity import PerChannel, PerToken, check_granularity
+from ..core.granularity import PerChannel, PerTensor, PerToken, check_granularity
 from ..core.primitives import QParams, choose_qparams, dequantize, fake_quantize, quantize, qrange
 
 KERNELS = ("auto", "reference")
@@ -46,10 +52,17 @@ def check_weight_granularity(granularity, shape) -> None:
     granularity.check(torch.Size(shape))
 
 
-def check_activations(activations):
-    """`activations` is None (float activations) or the bits of dynamic per-token activation codes."""
+ACTIVATION_GRANULARITIES = (PerToken(), PerTensor())
+
+
+def check_activations(activations, activation_granularity=PerToken()):
+    """`activations` is None (float activations) or the bits of the activation codes;
+    `activation_granularity` is PerToken() (dynamic) or PerTensor() (static, calibrated)."""
     if activations is not None:
         check_bits(activations)
+    if activation_granularity not in ACTIVATION_GRANULARITIES:
+        raise ValueError(f"activation_granularity must be PerToken() (dynamic, one scale per token) or PerTensor() "
+                         f"(static, one calibrated scale), got {activation_granularity!r}")
     return activations
 
 
@@ -62,6 +75,7 @@ class QuantLinear(nn.Module):
 
     def __init__(self, in_features: int, out_features: int, bits: int = 8, granularity=PerChannel(0),
                  symmetric: bool = True, bias: bool = True, kernel: str = "auto", activations=None,
+                 activation_granularity=PerToken(), smooth_input: bool = False,
                  dtype: torch.dtype = torch.float32, device=None):
         super().__init__()
         self.in_features = _check_int(in_features, "in_features")
@@ -71,7 +85,9 @@ class QuantLinear(nn.Module):
         check_bool(bias, "bias")
         check_weight_granularity(granularity, (out_features, in_features))
         self.granularity = granularity
-        self.activations = check_activations(activations)
+        self.activations = check_activations(activations, activation_granularity)
+        self.activation_granularity = activation_granularity
+        check_bool(smooth_input, "smooth_input")
         self.kernel = kernel  # validated by the property setter
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise TypeError(f"dtype (of the reconstructed weight) must be a float dtype, got {dtype!r}")
@@ -87,6 +103,10 @@ class QuantLinear(nn.Module):
         self.register_buffer("scale", torch.ones(stats, dtype=torch.float32, device=device))
         self.register_buffer("zero_point", torch.zeros(stats, dtype=torch.int8, device=device))
         self.bias = nn.Parameter(torch.zeros(out_features, dtype=dtype, device=device)) if bias else None
+        if self.static_activations:  # 0 = not calibrated yet (a scale is always > 0)
+            self.register_buffer("activation_scale", torch.zeros(1, 1, dtype=torch.float32, device=device))
+        if smooth_input:  # SmoothQuant's 1/s, applied to the input at run time
+            self.register_buffer("smooth_input_scale", torch.ones(in_features, dtype=dtype, device=device))
         self._cache = None  # the fast kernel's own weight layout, built on first use (never saved)
 
     @property
@@ -100,10 +120,54 @@ class QuantLinear(nn.Module):
         self._kernel = value
         self._cache = None
 
+    @property
+    def static_activations(self) -> bool:
+        """True when the input is quantized with one calibrated per-tensor scale (`activation_scale`)."""
+        return self.activations is not None and self.activation_granularity == PerTensor()
+
+    @property
+    def calibrated(self) -> bool:
+        """False only for static activations whose `activation_scale` was never set."""
+        scale = self.activation_scale if self.static_activations else None
+        return scale is None or (not scale.is_meta and bool((scale > 0).all()))
+
+    @torch.no_grad()
+    def set_activation_scale(self, scale) -> None:
+        """Set the static activation scale s_x (a positive finite number, or a 1-element tensor)."""
+        if not self.static_activations:
+            raise ValueError("set_activation_scale is for static activations: build the layer with activations=8, "
+                             "activation_granularity=PerTensor()")
+        s = torch.as_tensor(scale, dtype=torch.float32).detach().reshape(-1)
+        if s.numel() != 1 or not bool(torch.isfinite(s).all()) or not bool((s > 0).all()):
+            raise ValueError(f"the activation scale must be one finite number > 0, got {scale!r}")
+        self.activation_scale = s.reshape(1, 1).to(self.activation_scale.device)
+
+    def input_qparams(self, x: torch.Tensor) -> QParams:
+        """The activation QParams for x (tokens, in): per token from x, or the calibrated per-tensor scale."""
+        if not self.static_activations:
+            return choose_qparams(x, bits=self.activations, symmetric=True, granularity=PerToken())  # (tokens, 1)
+        if not self.calibrated:
+            raise ValueError("this QuantLinear has static per-tensor activations but no activation scale yet: calibrate "
+                             "it first with qlearn.training.calibrate_activations(model, batches) (or set_activation_scale)")
+        qmin, qmax = qrange(self.activations)
+        scale = self.activation_scale.to(x.device)  # (1, 1)
+        return QParams(scale, torch.zeros_like(scale, dtype=torch.int32), self.activations, True, qmin, qmax,
+                       PerTensor(), x.dtype)
+
+    def activation_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What the activation quantizer sees: x * smooth_input_scale when the layer has one, else x."""
+        if hasattr(self, "smooth_input_scale"):
+            return x * self.smooth_input_scale.to(x.dtype)
+        return x
+
     @classmethod
     def from_linear(cls, linear: nn.Linear, bits: int = 8, granularity=PerChannel(0), symmetric: bool = True,
-                    qparams: QParams | None = None, activations=None, kernel: str = "auto") -> "QuantLinear":
+                    qparams: QParams | None = None, activations=None, kernel: str = "auto",
+                    activation_granularity=PerToken()) -> "QuantLinear":
         """Quantize a trained `nn.Linear` round-to-nearest; with `qparams`, use exactly those scales.
+
+        A Linear with a `smooth_input_scale` buffer (left by SmoothQuant's `smooth_model`) passes it on.
+        With activation_granularity=PerTensor() the new layer needs calibration before use.
 
         When `qparams` is given, its bits, symmetric and granularity are used (the arguments of the
         same names are ignored), so that with kernel="reference"
@@ -125,12 +189,16 @@ class QuantLinear(nn.Module):
         else:
             check_weight_granularity(qparams.granularity, W.shape)
             qparams.check_fits(W.shape, "Linear weight")
+        smooth = getattr(linear, "smooth_input_scale", None)
         layer = cls(linear.in_features, linear.out_features, bits=qparams.bits, granularity=qparams.granularity,
                     symmetric=qparams.symmetric, bias=linear.bias is not None, kernel=kernel,
-                    activations=activations, dtype=W.dtype, device=W.device)
+                    activations=activations, activation_granularity=activation_granularity,
+                    smooth_input=smooth is not None, dtype=W.dtype, device=W.device)
         layer.set_weight(quantize(W, qparams.to(W.device)), qparams)
         if linear.bias is not None:
             layer.bias.data.copy_(linear.bias.detach())
+        if smooth is not None:
+            layer.smooth_input_scale.copy_(smooth.detach().reshape(-1))
         return layer
 
     @torch.no_grad()
@@ -152,7 +220,8 @@ class QuantLinear(nn.Module):
         """The constructor arguments that rebuild this layer's skeleton (serialize stores them, no pickle)."""
         return {"in_features": self.in_features, "out_features": self.out_features, "bits": self.bits,
                 "granularity": self.granularity, "symmetric": self.symmetric, "bias": self.bias is not None,
-                "activations": self.activations, "dtype": self.dtype}
+                "activations": self.activations, "activation_granularity": self.activation_granularity,
+                "smooth_input": hasattr(self, "smooth_input_scale"), "dtype": self.dtype}
 
     def codes(self) -> torch.Tensor:
         """The integer codes W_q (out, in), int8 (unpacked when stored packed)."""
@@ -192,8 +261,10 @@ class QuantLinear(nn.Module):
 
     def reference_forward(self, x: torch.Tensor) -> torch.Tensor:
         """Dequantize then matmul: Y = X_hat @ W_hat^T + b (X_hat = X unless `activations` is set)."""
+        x = self.activation_input(x)
         if self.activations is not None and x.numel():
-            x = fake_quantize(x, bits=self.activations, symmetric=True, granularity=PerToken())
+            x2 = x.reshape(-1, self.in_features)  # (tokens, in)
+            x = fake_quantize(x2, qparams=self.input_qparams(x2)).reshape(x.shape)  # (..., in)
         W_hat = self.dequantized_weight().to(x.dtype)  # (out, in)
         bias = None if self.bias is None else self.bias.to(x.dtype)
         return F.linear(x, W_hat, bias)
@@ -203,7 +274,9 @@ class QuantLinear(nn.Module):
         super()._load_from_state_dict(*args, **kwargs)
 
     def extra_repr(self) -> str:
-        act = "float" if self.activations is None else f"int{self.activations} per token"
+        act = "float" if self.activations is None else \
+            f"int{self.activations} {'per tensor (static)' if self.static_activations else 'per token'}"
+        act += ", smoothed input" if hasattr(self, "smooth_input_scale") else ""
         return (f"in_features={self.in_features}, out_features={self.out_features}, bits={self.bits}, "
                 f"granularity={self.granularity}, symmetric={self.symmetric}, activations={act}, "
                 f"bias={self.bias is not None}, kernel={self.kernel!r}")

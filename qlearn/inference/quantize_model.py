@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..core.granularity import PerChannel
+from ..core.granularity import PerChannel, PerToken
 from ..core.validation import check_bool
 from .capture import capture_inputs, check_batches
 from .linear import KERNELS, check_activations
@@ -97,14 +97,17 @@ def _swap(model: nn.Module, name: str, layer: nn.Module) -> nn.Module:
 def quantize_model(model: nn.Module, bits: int = 8, granularity=PerChannel(), activations=None, exclude=(),
                    method: str = "rtn", calibration=None, progress: bool = False, symmetric: bool | None = None,
                    kernel: str = "auto", skip_incompatible: bool = False, quantize_tied: bool = False,
-                   **options) -> QuantizeReport:
+                   activation_granularity=PerToken(), **options) -> QuantizeReport:
     """Replace every nn.Linear of `model` (not in `exclude`) by `method`'s `bits`-bit layer, in place.
 
     method: a registered name ("rtn", "gptq", "awq", "hqq", "nf4", "llm_int8"; see qlearn.inference.registry.METHODS)
     calibration: an iterable of batches, each run as model(**batch) for a dict, else model(batch); needed by
         gptq and awq, checked but unused by the data-free methods. symmetric=None takes the method's default (rtn: True; gptq, awq, hqq: False).
     activations=None keeps float activations (W8A16, W4A16, ...); activations=8 quantizes them dynamically
-    per token (W8A8), for methods whose layer is a QuantLinear. A layer whose shape the granularity cannot
+    per token (W8A8), for methods whose layer is a QuantLinear; with activation_granularity=PerTensor() the
+    activations are static per tensor, and the model needs `qlearn.training.calibrate_activations(model,
+    batches)` before use (rtn only). A Linear smoothed at run time by SmoothQuant (`smooth_input_scale`) keeps
+    its smoothing in the new layer; a method whose layer cannot keep it raises before anything is replaced. A layer whose shape the granularity cannot
     split (say in=100 with PerGroup(128)) raises a ValueError naming it, before anything is replaced; with
     `skip_incompatible=True` it is kept in float and listed in `report.skipped`. Subclasses of nn.Linear
     (such as MultiheadAttention's out_proj, whose weight its parent reads directly) are always skipped.
@@ -126,13 +129,19 @@ def quantize_model(model: nn.Module, bits: int = 8, granularity=PerChannel(), ac
     check_bool(skip_incompatible, "skip_incompatible")
     check_bool(quantize_tied, "quantize_tied")
     check_bool(progress, "progress")
-    check_activations(activations)
+    check_activations(activations, activation_granularity)
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
-    for value, option in ((activations, "activations"), (kernel, "kernel")):
-        if value != {"activations": None, "kernel": "auto"}[option] and not qmethod.takes("quantize_layer", option):
+    defaults = {"activations": None, "kernel": "auto", "activation_granularity": PerToken()}
+    for value, option in ((activations, "activations"), (kernel, "kernel"),
+                          (activation_granularity, "activation_granularity")):
+        if value != defaults[option] and not qmethod.takes("quantize_layer", option):
             raise ValueError(f"method {qmethod.name!r} does not take {option}={value!r}")
     targets, skipped = select_targets(model, granularity, exclude, skip_incompatible, quantize_tied)
+    smoothed = [name for name, linear in targets if hasattr(linear, "smooth_input_scale")]
+    if smoothed and not qmethod.takes("quantize_layer", "activation_granularity"):
+        raise ValueError(f"{smoothed[0]} (and {len(smoothed) - 1} more) carry SmoothQuant's run-time input scale, "
+                         f"which method {qmethod.name!r} would drop; use method='rtn' on a smoothed model")
     if qmethod.needs_calibration and calibration is None:
         raise ValueError(f"method {qmethod.name!r} needs calibration data: pass calibration=[batch, ...], each "
                          "batch a dict of model inputs (a tokenizer's output) or a tensor")
@@ -141,7 +150,8 @@ def quantize_model(model: nn.Module, bits: int = 8, granularity=PerChannel(), ac
 
     def options_for(fn_name):
         kept = {k: v for k, v in options.items() if qmethod.takes(fn_name, k)}
-        extra = {"activations": activations, "kernel": kernel, "state": state}
+        extra = {"activations": activations, "kernel": kernel, "state": state,
+                 "activation_granularity": activation_granularity}
         kept.update({k: v for k, v in extra.items() if qmethod.takes(fn_name, k)})
         return kept
 

@@ -10,8 +10,8 @@ scales there) and may return a state that reaches every `quantize_layer` call as
 state, **options)` runs once after the swap and returns per-layer notes for the report.
 
 The options a method takes are the keyword parameters of its functions (beyond the fixed ones), so an
-option no function takes fails before anything runs. `activations` and `kernel` reach only a method whose
-`quantize_layer` takes them. "rtn" lives here; `import qlearn.methods` registers the others.
+option no function takes fails before anything runs. `activations`, `activation_granularity` and `kernel`
+reach only a method whose `quantize_layer` takes them. "rtn" lives here; `import qlearn.methods` registers the others.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from typing import Callable
 
 from torch import nn
 
-from ..core.granularity import Granularity, PerChannel, PerGroup, PerTensor
+from ..core.granularity import Granularity, PerChannel, PerGroup, PerTensor, PerToken
 from ..core.validation import check_bits
 from .linear import QuantLinear
 
 POSITIONAL = {"quantize_layer": 6, "prepare": 6, "finish": 2}  # see the module docstring
-PASSED_BY_DRIVER = {"state", "activations", "kernel"}
+PASSED_BY_DRIVER = {"state", "activations", "activation_granularity", "kernel"}
 
 
 def _keywords(fn, fn_name: str) -> set[str]:
@@ -125,10 +125,12 @@ def get_method(name) -> QuantMethod:
     return METHODS[name]
 
 
-def _rtn_layer(name, linear, X, bits, granularity, symmetric, activations=None, kernel="auto") -> QuantLinear:
+def _rtn_layer(name, linear, X, bits, granularity, symmetric, activations=None, kernel="auto",
+               activation_granularity=PerToken()) -> QuantLinear:
     """Round to nearest with min-max scales (QuantLinear.from_linear): the baseline."""
     return QuantLinear.from_linear(linear, bits=bits, granularity=granularity, symmetric=symmetric,
-                                   activations=activations, kernel=kernel)
+                                   activations=activations, kernel=kernel,
+                                   activation_granularity=activation_granularity)
 
 
 register_method(QuantMethod("rtn", _rtn_layer, description="min-max round to nearest (QuantLinear)"))

@@ -22,7 +22,7 @@ import os
 import torch
 from torch import nn
 
-from ..core.granularity import PerChannel, PerGroup, PerTensor
+from ..core.granularity import PerChannel, PerGroup, PerTensor, PerToken
 from .kernels import aligned
 from .linear import QuantLinear
 
@@ -41,7 +41,7 @@ def register_layer_type(cls: type) -> type:
 
 def _encode(value):
     """A config value as JSON: granularities and dtypes tagged, plain numbers / strings / bools / None as is."""
-    if isinstance(value, (PerGroup, PerChannel, PerTensor)):
+    if isinstance(value, (PerGroup, PerChannel, PerTensor, PerToken)):
         return {"granularity": granularity_to_dict(value)}
     if isinstance(value, torch.dtype):
         return {"dtype": str(value).removeprefix("torch.")}
@@ -82,20 +82,24 @@ def layer_from_config(entry: dict, kernel: str = "auto") -> nn.Module:
 
 
 def granularity_to_dict(granularity) -> dict:
-    """{"type": "PerGroup", "group_size": 128}-style description of a weight granularity."""
+    """{"type": "PerGroup", "group_size": 128}-style description of a weight (or activation: PerToken) granularity."""
     if isinstance(granularity, PerGroup):
         return {"type": "PerGroup", "group_size": granularity.group_size}
     if isinstance(granularity, PerChannel):
         return {"type": "PerChannel", "axis": granularity.axis}
     if isinstance(granularity, PerTensor):
         return {"type": "PerTensor"}
+    if isinstance(granularity, PerToken):
+        return {"type": "PerToken"}
     raise ValueError(f"cannot describe granularity {granularity!r}")
 
 
 def granularity_from_dict(d: dict):
-    """Inverse of `granularity_to_dict` (only the three weight granularities, no eval)."""
-    if not isinstance(d, dict) or d.get("type") not in ("PerGroup", "PerChannel", "PerTensor"):
-        raise ValueError(f"not a weight granularity description: {d!r}")
+    """Inverse of `granularity_to_dict` (the weight granularities and PerToken, no eval)."""
+    if not isinstance(d, dict) or d.get("type") not in ("PerGroup", "PerChannel", "PerTensor", "PerToken"):
+        raise ValueError(f"not a granularity description: {d!r}")
+    if d["type"] == "PerToken":
+        return PerToken()
     if d["type"] == "PerGroup":
         return PerGroup(d["group_size"])
     if d["type"] == "PerChannel":

@@ -22,7 +22,6 @@ Simplified / chosen here:
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 
@@ -31,6 +30,7 @@ import torch
 from ..core.granularity import PerChannel, PerToken
 from ..core.primitives import choose_qparams, quantize
 from ..core.validation import check_float_tensor
+from ..inference.kernels import int_mm_is_exact
 
 QMAX = 127
 MAX_EXACT_IN = (2 ** 31 - 1) // (QMAX * QMAX)  # int32 holds any sum of this many int8 * int8 products
@@ -66,31 +66,12 @@ def outlier_columns(X: torch.Tensor, threshold) -> torch.Tensor:
     return torch.nonzero((X.abs() >= threshold).any(dim=0)).reshape(-1)  # (k,)
 
 
-@functools.lru_cache(maxsize=None)
-def _int_mm_is_exact(device_type: str) -> bool:
-    """Does torch._int_mm give exact int32 sums here? Probed once per device type with the hardest codes.
-
-    On CPUs without VNNI int8 dot products (or with ONEDNN_MAX_CPU_ISA set below it), oneDNN's int8 GEMM
-    adds pairs of u8 * s8 products in saturating int16 (vpmaddubsw), so sums like 127 * 127 * 384 come
-    back wrong by up to ~1e5. All-127 codes are the worst case for that path.
-    """
-    A = torch.full((17, 64), QMAX, dtype=torch.int8, device=device_type)
-    B = torch.full((16, 64), QMAX, dtype=torch.int8, device=device_type)
-    B[::2] = -QMAX  # (16, 64): both signs
-    try:
-        got = torch._int_mm(A, B.t())  # (17, 16)
-    except RuntimeError:
-        return False
-    want = (A.double() @ B.double().t()).to(torch.int32)  # exact
-    return bool(torch.equal(got, want))
-
-
 def int_matmul(A_q: torch.Tensor, B_q: torch.Tensor) -> torch.Tensor:
     """Exact integer matmul of int8 codes, accumulated in int32: C = A_q @ B_q^T.
 
     torch._int_mm on the CPU and on CUDA where its shape rules hold and a one-time probe shows it is
-    exact (on CPUs without VNNI it is not, see `_int_mm_is_exact`); elsewhere a float64 matmul, which
-    is exact too (every partial sum is an integer below 2^31 < 2^53).
+    exact (on CPUs without VNNI it is not, see `qlearn.inference.kernels.int_mm_is_exact`); elsewhere a
+    float64 matmul, which is exact too (every partial sum is an integer below 2^31 < 2^53).
 
     Shapes: A_q (m, k) int8, B_q (n, k) int8 -> (m, n) int32.
     """
@@ -106,7 +87,7 @@ def int_matmul(A_q: torch.Tensor, B_q: torch.Tensor) -> torch.Tensor:
     n = B_q.shape[0]
     shapes_ok = (A_q.device.type == "cpu" and m and n and k) or \
         (A_q.device.type == "cuda" and m > 16 and k % 8 == 0 and n % 8 == 0)
-    if shapes_ok and _int_mm_is_exact(A_q.device.type):
+    if shapes_ok and int_mm_is_exact(A_q.device.type):
         return torch._int_mm(A_q.contiguous(), B_q.contiguous().t())  # (m, n); B^T column-major, no copy
     return (A_q.double() @ B_q.double().t()).to(torch.int32)  # (m, n), exact
 

@@ -7,6 +7,11 @@ observer turns what it saw into QParams.
 
     observers = calibrate(model, ["0", "2"], X.split(128), MinMaxObserver(bits=8))
     act_qparams = {name: obs.qparams() for name, obs in observers.items()}
+
+A model whose QuantLinear layers have static per-tensor activations (quantize_model(..., activations=8,
+activation_granularity=PerTensor())) is calibrated in one call, which sets each layer's `activation_scale`:
+
+    calibrate_activations(model, batches)           # MinMaxObserver(8, symmetric=True) per layer
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from collections.abc import Iterable, Mapping
 import torch
 from torch import nn
 
+from ..core.granularity import PerTensor
 from ..core.validation import check_bool
 from ..inference.capture import first_tensor as _first_tensor
 from ..inference.capture import run_batch
@@ -24,7 +30,7 @@ from .observers import MinMaxObserver, Observer
 
 
 def calibrate(model: nn.Module, layers: Iterable[str], batches: Iterable, observer: Observer | None = None,
-              where: str = "input", progress: bool = False) -> dict[str, Observer]:
+              where: str = "input", progress: bool = False, transform=None) -> dict[str, Observer]:
     """Feed the inputs (or outputs) of `layers` over `batches` to a fresh copy of `observer` each.
 
     layers:   module names as in `model.named_modules()`, e.g. ["0", "2"] for a Sequential
@@ -32,6 +38,7 @@ def calibrate(model: nn.Module, layers: Iterable[str], batches: Iterable, observ
               dicts of keyword inputs (a tokenizer's output) run as model(**batch)
     observer: an unused Observer used as a template (default MinMaxObserver(8), per tensor)
     where:    'input' (what static activation quantization of the layer needs) or 'output'
+    transform: None, or a function (module, tensor) -> tensor applied before the observer sees it
     The model runs in eval mode under torch.no_grad(); its mode is restored and every hook
     is removed afterwards, even on an error.
 
@@ -59,6 +66,8 @@ def calibrate(model: nn.Module, layers: Iterable[str], batches: Iterable, observ
     if where not in ("input", "output"):
         raise ValueError(f"where must be 'input' or 'output', got {where!r}")
     check_bool(progress, "progress")
+    if transform is not None and not callable(transform):
+        raise TypeError(f"transform must be None or a function (module, tensor) -> tensor, got {transform!r}")
     if isinstance(batches, (torch.Tensor, Mapping)) or not isinstance(batches, Iterable):
         raise TypeError("batches must be an iterable of batches, for example X.split(128) or [tokenizer(...)], "
                         "not a single tensor or dict")
@@ -67,7 +76,8 @@ def calibrate(model: nn.Module, layers: Iterable[str], batches: Iterable, observ
 
     def hook_for(name):
         def hook(module, args, output):
-            observers[name].observe(_first_tensor(args if where == "input" else output, f"the {where} of {name}"))
+            t = _first_tensor(args if where == "input" else output, f"the {where} of {name}")
+            observers[name].observe(t if transform is None else transform(module, t))
         return hook
 
     handles = [modules[name].register_forward_hook(hook_for(name)) for name in layers]
@@ -87,3 +97,63 @@ def calibrate(model: nn.Module, layers: Iterable[str], batches: Iterable, observ
     if n == 0:
         raise ValueError("batches is empty; calibration needs at least one batch")
     return observers
+
+
+def static_activation_layers(model: nn.Module) -> list[str]:
+    """Names of the layers whose activations are static per tensor and need an `activation_scale`."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    return [name for name, m in model.named_modules() if getattr(m, "static_activations", False)]
+
+
+def calibrate_activations(model: nn.Module, batches: Iterable, observer: Observer | None = None,
+                          progress: bool = False) -> dict[str, Observer]:
+    """Set the static activation scale of every per-tensor W8A8 layer of `model` from `batches`.
+
+    s_x = observer's symmetric per-tensor scale of what the layer quantizes (its input, times SmoothQuant's
+    `smooth_input_scale` when it has one); MinMaxObserver: s_x = max |X| / 127 over every batch.
+    observer: an unused symmetric PerTensor() Observer (default MinMaxObserver(bits, symmetric=True)) with
+    the layers' activation bits. All layers are calibrated in one pass; while their scales are unknown they
+    run with float activations (int8 weights, reference kernel), as SmoothQuant calibrates on the float model.
+
+    Shapes: each layer's input X (..., in) -> activation_scale (1, 1).
+    Returns {layer name: observer}.
+    """
+    names = static_activation_layers(model)
+    if not names:
+        raise ValueError("the model has no layer with static per-tensor activations; build them with "
+                         "quantize_model(model, activations=8, activation_granularity=PerTensor())")
+    modules = dict(model.named_modules())
+    bits = {modules[n].activations for n in names}
+    if observer is None:
+        observer = MinMaxObserver(bits=min(bits), symmetric=True)
+    if not isinstance(observer, Observer):
+        raise TypeError(f"observer must be an Observer such as MinMaxObserver(8, symmetric=True), got "
+                        f"{type(observer).__name__}")
+    if not observer.symmetric or observer.granularity != PerTensor() or bits != {observer.bits}:
+        raise ValueError(f"observer must be symmetric, PerTensor() and of the layers' {sorted(bits)} bits "
+                         f"(the integer kernel has no zero point), got {observer!r}")
+    float_inputs = _FloatActivations([modules[n] for n in names])
+    with float_inputs:
+        observers = calibrate(model, names, batches, observer, progress=progress,
+                              transform=lambda module, x: module.activation_input(x))
+    for name, obs in observers.items():
+        modules[name].set_activation_scale(obs.qparams().scale.reshape(-1)[0])
+    return observers
+
+
+class _FloatActivations:
+    """While active, the given layers run with float activations (their scale is not known yet)."""
+
+    def __init__(self, layers):
+        self.layers = layers
+
+    def __enter__(self):
+        self.saved = [(layer.activations, layer.kernel) for layer in self.layers]
+        for layer in self.layers:
+            layer.activations, layer.kernel = None, "reference"
+
+    def __exit__(self, *exc):
+        for layer, (bits, kernel) in zip(self.layers, self.saved):
+            layer.activations, layer.kernel = bits, kernel
+        return False

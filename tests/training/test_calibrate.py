@@ -115,3 +115,46 @@ def test_bad_inputs_raise_clear_errors(kwargs, err):
     args.update(kwargs)
     with pytest.raises(err):
         calibrate(**args)
+
+
+def _static_w8a8(model):
+    from qlearn import PerTensor, quantize_model
+
+    quantize_model(model, bits=8, activations=8, activation_granularity=PerTensor())
+    return model
+
+
+def test_calibrate_activations_sets_absmax_over_127_of_each_float_input():
+    from qlearn.training.calibrate import calibrate_activations
+
+    model, X = small_model(), inputs()
+    with torch.no_grad():
+        h = torch.relu(model[0](X))  # (n, 16): layer 2's float input
+    q = _static_w8a8(small_model())
+    with pytest.raises(ValueError, match="calibrate_activations"):
+        q(X)
+    observers = calibrate_activations(q, X.split(16))
+    assert sorted(observers) == ["0", "2"]
+    torch.testing.assert_close(q[0].activation_scale.reshape(()), X.abs().max() / 127)
+    # layer 2 is calibrated on what the int8-weight layer 0 gives with float activations: close to the float h
+    torch.testing.assert_close(q[2].activation_scale.reshape(()), h.abs().max() / 127, rtol=2e-2, atol=0)
+    assert q[0].activations == 8 and q[0].kernel == "auto"  # restored after calibration
+    with torch.no_grad():
+        y, y_float = q(X), model(X)
+    assert torch.isfinite(y).all()
+    assert float((y - y_float).norm() / y_float.norm()) < 0.05
+
+
+def test_calibrate_activations_bad_inputs():
+    from qlearn.training.calibrate import calibrate_activations
+
+    with pytest.raises(ValueError, match="no layer with static"):
+        calibrate_activations(small_model(), [inputs()])
+    q = _static_w8a8(small_model())
+    with pytest.raises(ValueError, match="symmetric"):
+        calibrate_activations(q, [inputs()], MinMaxObserver(8, symmetric=False))
+    with pytest.raises(ValueError, match="bits"):
+        calibrate_activations(q, [inputs()], MinMaxObserver(6, symmetric=True))
+    with pytest.raises(TypeError, match="transform"):
+        calibrate(small_model(), ["0"], [inputs()], transform="abs")
+    assert not q[0].calibrated  # nothing was set by the failed calls
