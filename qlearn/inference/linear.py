@@ -147,8 +147,9 @@ class QuantLinear(nn.Module):
         if not self.static_activations:
             return choose_qparams(x, bits=self.activations, symmetric=True, granularity=PerToken())  # (tokens, 1)
         if not self.calibrated:
-            raise ValueError("this QuantLinear has static per-tensor activations but no activation scale yet: calibrate "
-                             "it first with qlearn.training.calibrate_activations(model, batches) (or set_activation_scale)")
+            raise ValueError("this QuantLinear has static per-tensor activations but no activation scale yet: "
+                             "calibrate it first with qlearn.training.calibrate_activations(model, batches) "
+                             "(or set_activation_scale)")
         qmin, qmax = qrange(self.activations)
         scale = self.activation_scale.to(x.device)  # (1, 1)
         return QParams(scale, torch.zeros_like(scale, dtype=torch.int32), self.activations, True, qmin, qmax,

@@ -107,10 +107,11 @@ def quantize_model(model: nn.Module, bits: int = 8, granularity=PerChannel(), ac
     per token (W8A8), for methods whose layer is a QuantLinear; with activation_granularity=PerTensor() the
     activations are static per tensor, and the model needs `qlearn.training.calibrate_activations(model,
     batches)` before use (rtn only). A Linear smoothed at run time by SmoothQuant (`smooth_input_scale`) keeps
-    its smoothing in the new layer; a method whose layer cannot keep it raises before anything is replaced. A layer whose shape the granularity cannot
-    split (say in=100 with PerGroup(128)) raises a ValueError naming it, before anything is replaced; with
-    `skip_incompatible=True` it is kept in float and listed in `report.skipped`. Subclasses of nn.Linear
-    (such as MultiheadAttention's out_proj, whose weight its parent reads directly) are always skipped.
+    its smoothing in the new layer; a method whose layer cannot keep it raises before anything is replaced.
+    A layer whose shape the granularity cannot split (say in=100 with PerGroup(128)) raises a ValueError naming it,
+    before anything is replaced; with `skip_incompatible=True` it is kept in float and listed in `report.skipped`.
+    Subclasses of nn.Linear (such as MultiheadAttention's out_proj, whose weight its parent reads directly) are
+    always skipped.
     The default PerChannel() fits every shape; for groups on SmolLM2 (in_features 576 and 1536) PerGroup(64)
     or PerGroup(32) fit, PerGroup(128) does not, and the error lists the group sizes that do. A Linear with a
     tied weight (`lm_head`) is skipped and listed unless `quantize_tied=True`, which gives it its own copy.
