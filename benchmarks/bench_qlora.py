@@ -2,7 +2,7 @@
 
     python benchmarks/bench_qlora.py                     # 3 seeds, 40 steps of 128 tokens, r=8, lr 1e-3
     python benchmarks/bench_qlora.py --steps 12 --seq-len 64   # notebook 10's short run, 3 seeds
-    python benchmarks/bench_qlora.py --sweep             # also the final loss at r = 1..32 (notebook 10's widget)
+    python benchmarks/bench_qlora.py --steps 12 --seq-len 64 --seeds 1 --sweep   # the rank sweep in notebook 10
 
 1. The fine-tuning memory table (qlearn.methods.finetune_memory) for a 7B Llama-shaped model and SmolLM2,
    and the same arithmetic next to the figures the QLoRA paper (Dettmers et al., 2023) states.
@@ -127,9 +127,11 @@ def main() -> None:
     std = statistics.stdev(after) if len(after) > 1 else 0.0
     margin = before - max(after)  # the worst seed's improvement
     ratio = margin / spread if spread > 0 else float("inf")
+    verdict = ("target reached" if margin > 3 * spread else "target NOT reached") if len(after) > 1 else \
+        "one seed: no spread to judge the target by (run 3 seeds)"
     print(f"cards perplexity: NF4 {before:.3f} -> NF4 + LoRA mean {mean:.3f} (min {min(after):.3f}, max "
           f"{max(after):.3f}, std {std:.3f}); margin of the worst seed {margin:.3f}, spread (max - min) "
-          f"{spread:.3f}, margin / spread {ratio:.1f}: {'target reached' if margin > 3 * spread else 'target NOT reached'}")
+          f"{spread:.3f}, margin / spread {ratio:.1f}: {verdict}")
     print(f"best s/step {min(per_step):.2f} ({args.seq_len} tokens, {args.threads} threads)")
 
 
