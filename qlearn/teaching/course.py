@@ -17,6 +17,7 @@ NOTEBOOKS = (
     ("06_quantization_aware_training", "Quantization-aware training", "observers, calibration, STE, PTQ vs QAT"),
     ("07_pruning_and_distillation", "Pruning and distillation", "magnitude and structured pruning, KD, a pipeline"),
     ("09_activation_outliers", "Activation outliers", "outlier features, per-token scales, LLM.int8(), SmoothQuant"),
+    ("10_qlora", "QLoRA", "the memory of fine-tuning, LoRA by hand, NF4 + LoRA on SmolLM2, bitsandbytes + peft"),
 )
 RUNTIMES = "notebook_runtimes.json"
 
