@@ -25,25 +25,29 @@ CACHE_KEYS = ("cache", "past_key_values", "past_key_value", "layer_past")
 
 
 def block_chain(model: nn.Module, groups: list[list[str]]) -> list[nn.Module] | None:
-    """The block module of each group (its names' common numeric prefix), if they are consecutive ModuleList children.
+    """The block modules of the leading groups that are consecutive children of one nn.ModuleList, or None.
 
-    Shapes: groups [[layer names of block 0], ...] -> [block 0, block 1, ...] or None.
+    A group is a block's layer names (targets.blocks); the chain stops at the first group that is not the
+    next child (a pooler or head after the layers), and the caller captures those by running the model.
+
+    Shapes: groups [[layer names of block 0], ...] -> [block 0, block 1, ...] (len <= len(groups)) or None.
     """
     from .targets import block_prefix
 
     modules = dict(model.named_modules())
-    prefixes = [block_prefix(group[0]) for group in groups]
-    if len(prefixes) < 2 or any(block_prefix(n) != p for group, p in zip(groups, prefixes) for n in group):
-        return None
-    parents = {p.rpartition(".")[0] for p in prefixes}
-    if len(parents) != 1 or not isinstance(modules.get(parents.pop()), nn.ModuleList):
-        return None
-    indices = [int(p.rpartition(".")[2]) for p in prefixes]
-    if indices != list(range(indices[0], indices[0] + len(indices))):
-        return None
-    if any(isinstance(modules[p], nn.Linear) for p in prefixes):
-        return None
-    return [modules[p] for p in prefixes]
+    chain, parent, last = [], None, None
+    for group in groups:
+        prefix = block_prefix(group[0])
+        up, _, index = prefix.rpartition(".")
+        block = modules.get(prefix)
+        fits = (all(block_prefix(n) == prefix for n in group) and index.isdigit() and block is not None
+                and not isinstance(block, nn.Linear) and isinstance(modules.get(up), nn.ModuleList)
+                and (parent is None or (up == parent and int(index) == last + 1)))
+        if not fits:
+            break
+        chain.append(block)
+        parent, last = up, int(index)
+    return chain or None
 
 
 class _Reached(Exception):

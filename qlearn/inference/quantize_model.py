@@ -162,7 +162,7 @@ def quantize_model(model: nn.Module, bits: int = 8, granularity=PerChannel(), ac
             chain = block_chain(model, groups) if qmethod.needs_calibration else None
             cached = None if chain is None else BlockInputs(model, chain, batches)
             for index, group in enumerate(groups):
-                if cached is not None:  # the block alone, on the outputs of the block before
+                if cached is not None and index < len(chain):  # the block alone, on the outputs of the block before
                     X = cached.capture(index, group, block_prefix(group[0]))
                 else:
                     X = capture_inputs(model, group, batches) if qmethod.needs_calibration else {}
@@ -172,7 +172,7 @@ def quantize_model(model: nn.Module, bits: int = 8, granularity=PerChannel(), ac
                     bar.update()
                 if qmethod.sequential:  # the next block's inputs come from this quantized block
                     originals.update({name: _swap(model, name, new[name]) for name in group})
-                if cached is not None and index + 1 < len(groups):
+                if cached is not None and index + 1 < len(chain):
                     cached.advance(index)
                 del X
             bar.close()
