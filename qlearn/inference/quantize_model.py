@@ -4,7 +4,8 @@
 
     data-free method (rtn, nf4, hqq, llm_int8):  every layer = method.quantize_layer(name, linear, None, ...)
     calibrated method (gptq, awq), block by block (see targets.blocks):
-        X = inputs of the block's layers over the calibration batches (forward hooks)
+        X = inputs of the block's layers over the calibration batches (forward hooks; for a transformer's
+            layers, each block runs alone on its cached inputs, see block_inputs)
         each layer of the block = method.quantize_layer(name, linear, X[name], ...)
         sequential (gptq): swap the block's new layers in now, so the next block sees quantized inputs
 
@@ -25,10 +26,11 @@ from tqdm.auto import tqdm
 
 from ..core.granularity import PerChannel, PerToken
 from ..core.validation import check_bool
+from .block_inputs import BlockInputs, block_chain
 from .capture import capture_inputs, check_batches
 from .linear import KERNELS, check_activations
 from .registry import get_method
-from .targets import blocks, select_targets
+from .targets import block_prefix, blocks, select_targets
 
 
 def _tensor_bytes(t: torch.Tensor) -> int:
@@ -168,14 +170,21 @@ def quantize_model(model: nn.Module, bits: int = 8, granularity=PerChannel(), ac
             layer_options = options_for("quantize_layer")
             groups = blocks(linears) if qmethod.needs_calibration else [list(linears)]
             bar = tqdm(total=len(linears), desc=f"quantize ({qmethod.name})", disable=not progress)
-            for group in groups:
-                X = capture_inputs(model, group, batches) if qmethod.needs_calibration else {}
+            chain = block_chain(model, groups) if qmethod.needs_calibration else None
+            cached = None if chain is None else BlockInputs(model, chain, batches)
+            for index, group in enumerate(groups):
+                if cached is not None and index < len(chain):  # the block alone, on the outputs of the block before
+                    X = cached.capture(index, group, block_prefix(group[0]))
+                else:
+                    X = capture_inputs(model, group, batches) if qmethod.needs_calibration else {}
                 for name in group:
                     new[name] = qmethod.quantize_layer(name, linears[name], X.get(name), bits, granularity,
                                                        symmetric, **layer_options)
                     bar.update()
                 if qmethod.sequential:  # the next block's inputs come from this quantized block
                     originals.update({name: _swap(model, name, new[name]) for name in group})
+                if cached is not None and index + 1 < len(chain):
+                    cached.advance(index)
                 del X
             bar.close()
             for name, layer in new.items():  # every new layer exists: now swap the rest in

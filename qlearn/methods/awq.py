@@ -10,8 +10,9 @@ then, optionally (llm-awq auto_clip), each group's range is shrunk to max |W'| *
 choosing per output row and group the shrink with the smallest error of that group's part of the output.
 A model-level pass folds diag(s)^-1 into the layer before (a LayerNorm or Linear); until then the layer
 keeps s, so `input_scale` is stored and counted in `nbytes`. Simplified: one Linear at a time (the paper
-searches per block of layers sharing an input), the grid is qlearn's min-max RTN grid, and the clip search
-uses at most 512 evenly spaced calibration tokens, as the reference does.
+searches per block of layers sharing an input), the grid is qlearn's min-max RTN grid, and the losses of
+both searches are scored on at most 512 evenly spaced calibration tokens (the reference's clip search does
+so; mean|X| uses every token), which keeps a CPU run of a whole LLM within minutes.
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ def output_mse(X: torch.Tensor, W: torch.Tensor, W_hat: torch.Tensor) -> float:
     return float((X @ (W - W_hat).T).square().mean())
 
 
+def search_tokens(X: torch.Tensor) -> torch.Tensor:
+    """At most about CLIP_TOKENS evenly spaced rows of X, the tokens the searches score. Shapes: (tokens, in) -> (<= ~512, in)."""
+    return X[:: max(1, X.shape[0] // CLIP_TOKENS)]
+
+
 def search_clip(W: torch.Tensor, X: torch.Tensor, bits: int, group_size: int | None, symmetric: bool,
                 n_grid: int) -> torch.Tensor:
     """Per (row, group) the clip value max |W| * (1 - i / n_grid), i < n_grid / 2, with the least group output error.
@@ -62,7 +68,7 @@ def search_clip(W: torch.Tensor, X: torch.Tensor, bits: int, group_size: int | N
     Shapes: W (out, in), X (tokens, in) -> clip (out, in / g, 1), or (out, 1, 1) per row.
     """
     g = W.shape[1] if group_size is None else group_size
-    X = X[:: max(1, X.shape[0] // CLIP_TOKENS)].float()  # (<= ~512 tokens, in)
+    X = search_tokens(X).float()  # (<= ~512 tokens, in)
     Xg = X.reshape(X.shape[0], -1, g)  # (tokens, groups, g)
     Wg = W.reshape(W.shape[0], -1, g)  # (out, groups, g)
     full = Wg.abs().amax(dim=-1, keepdim=True)  # (out, groups, 1)
@@ -88,7 +94,8 @@ def search_scale(W: torch.Tensor, X: torch.Tensor, bits: int, group_size: int | 
     Shapes: W (out, in) float32, X (tokens, in) float32 -> s (in,), alpha, alphas (n_grid,), losses (n_grid,).
     """
     granularity = granularity_for(group_size)
-    x_mean = X.abs().mean(dim=0)  # (in,) activation magnitude per input channel
+    x_mean = X.abs().mean(dim=0)  # (in,) activation magnitude per input channel, over every token
+    X = search_tokens(X)  # (<= ~512, in) the tokens the loss is scored on
 
     def scale_for(alpha):
         s = x_mean.pow(alpha).clamp(min=1e-4)

@@ -26,7 +26,8 @@ from torch import nn
 
 from ..inference.capture import capture_inputs, run_batch
 from ..inference.linear import QuantLinear
-from ..inference.targets import blocks
+from ..inference.block_inputs import BlockInputs, block_chain
+from ..inference.targets import block_prefix, blocks
 from . import awq
 from ._checks import check_positive_int
 from ._layers import group_size_of, uniform_layer
@@ -137,14 +138,22 @@ def prepare(model: nn.Module, batches, layer_names, bits, granularity, symmetric
     reference = _output(run_batch(model, batches[0]))
     by_first = {layers[0]: (previous, layers) for previous, layers in pairs}
     try:
-        for group in blocks(list(by_first)):  # one capture per block bounds the memory
-            X = capture_inputs(model, group, batches)
+        groups = blocks(list(by_first))  # one capture per block bounds the memory
+        chain = block_chain(model, groups)
+        cached = None if chain is None else BlockInputs(model, chain, batches)
+        for index, group in enumerate(groups):
+            if cached is not None and index < len(chain):  # the block alone on its cached inputs
+                X = cached.capture(index, group, block_prefix(group[0]))
+            else:
+                X = capture_inputs(model, group, batches)
             for first in group:
                 previous, layers = by_first[first]
                 W = torch.cat([model.get_submodule(n).weight.detach().float() for n in layers])  # (sum of out, in)
                 s, alpha, _, _ = awq.search_scale(W, X[first].to(W.device), bits, group_size, symmetric, n_grid)
                 fold(model, previous, layers, s, state)
                 state.notes.update({n: f"input scale (alpha={alpha:.2f}) folded into {previous}" for n in layers})
+            if cached is not None and index + 1 < len(chain):
+                cached.advance(index)  # folding keeps the block's function, so the next inputs are the float ones
             del X
         change = float((_output(run_batch(model, batches[0])) - reference).abs().max())
         if not change <= CHECK_RTOL * float(reference.abs().max()):

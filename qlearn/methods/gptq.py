@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from ..core.validation import check_bits, check_bool
 from ..core.granularity import PerChannel
-from ..core.primitives import QParams, choose_qparams, fake_quantize, qrange, quantize
+from ..core.primitives import QParams, choose_qparams, qrange, quantize
 from ._checks import check_group_size, check_inputs, check_number, check_positive_int, check_weight
 from .weight import UniformWeight, granularity_for
 
@@ -84,6 +84,8 @@ def quantize_weight(W: torch.Tensor, X: torch.Tensor, bits: int = 4, group_size:
     U = inverse_hessian_factor(H, damp)  # (in, in) upper
     group_of = (perm // g).tolist()  # processing position -> group in the original column order
     grids: dict[int, QParams] = {}
+    rows: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # group -> its scale and zero point as (out,) floats
+    qmin, qmax = qrange(bits)
     Q = torch.zeros_like(W)  # (out, in) W_hat in processing order
 
     for i1 in tqdm(range(0, columns, block_size), disable=not progress, desc="gptq"):
@@ -97,8 +99,9 @@ def quantize_weight(W: torch.Tensor, X: torch.Tensor, bits: int = 4, group_size:
                 cols = invperm[gid * g:(gid + 1) * g]  # (g,) processing positions, original order
                 current = W[:, cols] - Err1 @ U[i1:i2, cols]  # (out, g) with this block's updates so far
                 grids[gid] = choose_qparams(current, bits=bits, symmetric=symmetric, granularity=PerChannel(0))
-            w = W1[:, i]
-            q = fake_quantize(w[:, None], qparams=grids[gid])[:, 0]  # (out,) on the grid
+                rows[gid] = grids[gid].scale[:, 0], grids[gid].zero_point[:, 0].float()  # (out,) each
+            w, (scale, zero) = W1[:, i], rows[gid]
+            q = scale * ((w / scale).round() + zero).clamp(qmin, qmax).sub(zero)  # (out,) = fake_quantize, inline
             Q[:, i1 + i] = q
             err = (w - q) / U1[i, i]
             W1[:, i:] -= err[:, None] * U1[i, i:][None, :]  # (out, count - i) immediate OBS update
@@ -110,7 +113,6 @@ def quantize_weight(W: torch.Tensor, X: torch.Tensor, bits: int = 4, group_size:
     zero_point = torch.stack([grids[k].zero_point for k in range(columns // g)], dim=1)  # (out, groups, 1)
     if group_size is None:
         scale, zero_point = scale[:, 0], zero_point[:, 0]  # (out, 1)
-    qmin, qmax = qrange(bits)
     qparams = QParams(scale, zero_point, bits, symmetric, qmin, qmax, granularity, torch.float32)
     W_q = quantize(Q[:, invperm], qparams)  # (out, in) int8: exact, Q already lies on the grid
     return UniformWeight.from_codes(W_q, scale, None if symmetric else zero_point, bits, granularity, dtype)
