@@ -109,7 +109,17 @@ def choose_qparams(x: torch.Tensor, bits: int = 8, symmetric: bool = False,
     check_granularity(granularity).check(x.shape)
     qmin, qmax = qrange(bits)
     xb = granularity.to_blocks(x.detach().float())  # block view, e.g. (out, in/g, g)
-    dims = granularity.reduce_dims(xb.ndim)
+    scale, zero_point = minmax_params(xb, granularity.reduce_dims(xb.ndim), bits, symmetric, restricted)
+    return QParams(scale, zero_point, bits, symmetric, qmin, qmax, granularity, x.dtype)
+
+
+def minmax_params(xb: torch.Tensor, dims, bits: int, symmetric: bool,
+                  restricted: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """choose_qparams' formulas on a float32 block view, unchecked: for inner loops whose input is already checked.
+
+    Shapes: xb (...) float32, reduced over `dims` -> scale float32, zero_point int32, both keepdim.
+    """
+    qmin, qmax = qrange(bits)
     x_min, x_max = xb.amin(dim=dims, keepdim=True), xb.amax(dim=dims, keepdim=True)  # stats_shape
     if symmetric:
         scale = torch.maximum(x_min.abs(), x_max.abs()) / (qmax if restricted else (qmax - qmin) / 2)
@@ -122,7 +132,7 @@ def choose_qparams(x: torch.Tensor, bits: int = 8, symmetric: bool = False,
     constant = x_max == x_min
     scale = torch.where(constant, torch.where(x_max == 0, torch.ones_like(x_max), x_max.abs()), scale)
     zero_point = torch.where(constant, torch.zeros_like(zero_point), zero_point)
-    return QParams(scale, zero_point, bits, symmetric, qmin, qmax, granularity, x.dtype)
+    return scale, zero_point
 
 
 def _unclamped_codes(x: torch.Tensor, qparams: QParams) -> torch.Tensor:

@@ -10,9 +10,11 @@ then, optionally (llm-awq auto_clip), each group's range is shrunk to max |W'| *
 choosing per output row and group the shrink with the smallest error of that group's part of the output.
 A model-level pass folds diag(s)^-1 into the layer before (a LayerNorm or Linear); until then the layer
 keeps s, so `input_scale` is stored and counted in `nbytes`. Simplified: one Linear at a time (the paper
-searches per block of layers sharing an input), the grid is qlearn's min-max RTN grid, and the losses of
-both searches are scored on at most 512 evenly spaced calibration tokens (the reference's clip search does
-so; mean|X| uses every token), which keeps a CPU run of a whole LLM within minutes.
+searches per block of layers sharing an input), and the grid is qlearn's min-max RTN grid. The scale
+search scores its loss on at most 512 evenly spaced calibration tokens (mean|X| uses every token). The
+clip search scores every token at no extra cost: a group's error is d C d^T with C the group's g x g
+block of X^T X / tokens (the reference samples 512 tokens for it). Both keep a CPU run of a whole LLM
+within a minute.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from ..core.validation import check_bits, check_bool
-from ..core.primitives import fake_quantize
+from ..core.primitives import minmax_params, qrange
 from . import rtn
 from ._checks import check_group_size, check_inputs, check_positive_int, check_weight
 from .weight import UniformWeight, granularity_for
@@ -56,29 +58,48 @@ def output_mse(X: torch.Tensor, W: torch.Tensor, W_hat: torch.Tensor) -> float:
 
 
 def search_tokens(X: torch.Tensor) -> torch.Tensor:
-    """At most about CLIP_TOKENS evenly spaced rows of X, the tokens the searches score. Shapes: (tokens, in) -> (<= ~512, in)."""
+    """At most about CLIP_TOKENS evenly spaced rows of X, the tokens the scale search scores. Shapes: (tokens, in) -> (<= ~512, in)."""
     return X[:: max(1, X.shape[0] // CLIP_TOKENS)]
+
+
+def round_groups(Wg: torch.Tensor, bits: int, symmetric: bool) -> torch.Tensor:
+    """Min-max round to nearest of each group, the RTN grid (rtn.quantize_weight's formulas), unchecked.
+
+    W_hat = scale * (clamp(round(W / scale) + zero_point, qmin, qmax) - zero_point), per (row, group)
+    Shapes: Wg (out, groups, g) float32 -> W_hat (out, groups, g).
+    """
+    qmin, qmax = qrange(bits)
+    scale, zero = minmax_params(Wg, -1, bits, symmetric)  # (out, groups, 1) each
+    return scale * ((Wg / scale).round() + zero).clamp(qmin, qmax).sub(zero)
+
+
+def group_gram(X: torch.Tensor, g: int) -> torch.Tensor:
+    """The diagonal g x g blocks of X^T X / tokens: C[k] = X_k^T X_k / tokens for the k-th group of columns.
+
+    Then mean_tokens (X_k . d)^2 = d C[k] d^T for any d (g,), exactly, whatever the number of tokens.
+    Shapes: X (tokens, in) -> C (in / g, g, g).
+    """
+    Xg = X.float().reshape(X.shape[0], -1, g).transpose(0, 1)  # (groups, tokens, g)
+    return Xg.transpose(1, 2) @ Xg / X.shape[0]
 
 
 def search_clip(W: torch.Tensor, X: torch.Tensor, bits: int, group_size: int | None, symmetric: bool,
                 n_grid: int) -> torch.Tensor:
     """Per (row, group) the clip value max |W| * (1 - i / n_grid), i < n_grid / 2, with the least group output error.
 
-    err[row, group] = mean_tokens (X_group . (Q(clamp(W_group, -c, c)) - W_group))^2
+    err[row, group] = mean_tokens (X_group . (Q(clamp(W_group, -c, c)) - W_group))^2 = d C[group] d^T
+    over every calibration token, through the group's Gram block C (group_gram; d = Q(clamp(W)) - W).
     Shapes: W (out, in), X (tokens, in) -> clip (out, in / g, 1), or (out, 1, 1) per row.
     """
     g = W.shape[1] if group_size is None else group_size
-    X = search_tokens(X).float()  # (<= ~512 tokens, in)
-    Xg = X.reshape(X.shape[0], -1, g)  # (tokens, groups, g)
-    Wg = W.reshape(W.shape[0], -1, g)  # (out, groups, g)
+    C = group_gram(X, g)  # (groups, g, g)
+    Wg = W.float().reshape(W.shape[0], -1, g)  # (out, groups, g)
     full = Wg.abs().amax(dim=-1, keepdim=True)  # (out, groups, 1)
     best, best_err = full, None
     for i in range(int(0.5 * n_grid)):
         c = full * (1 - i / n_grid)
-        Wc = torch.maximum(torch.minimum(Wg, c), -c).reshape(W.shape)  # (out, in)
-        dW = (rtn.quantize_weight(Wc, bits=bits, group_size=group_size, symmetric=symmetric).dequantize()
-              - W).reshape(Wg.shape)  # (out, groups, g)
-        err = torch.einsum("tgk,ogk->tog", Xg, dW).square().mean(dim=0)[..., None]  # (out, groups, 1)
+        dW = (round_groups(torch.maximum(torch.minimum(Wg, c), -c), bits, symmetric) - Wg).transpose(0, 1)
+        err = ((dW @ C) * dW).sum(dim=-1).T[..., None]  # (groups, out, g) -> (out, groups, 1)
         if best_err is None:
             best_err = err
         better = err < best_err
@@ -90,10 +111,10 @@ def search_scale(W: torch.Tensor, X: torch.Tensor, bits: int, group_size: int | 
                  n_grid: int) -> tuple[torch.Tensor, float, tuple[float, ...], tuple[float, ...]]:
     """The grid search over alpha: s = mean_tokens|X|^alpha, normalised, with the least output MSE.
 
-    loss(alpha) = mean((X W^T - X (Q(W diag s) diag(s)^-1)^T)^2)
+    loss(alpha) = mean((X W^T - X (Q(W diag s) diag(s)^-1)^T)^2), on at most ~512 tokens (search_tokens)
     Shapes: W (out, in) float32, X (tokens, in) float32 -> s (in,), alpha, alphas (n_grid,), losses (n_grid,).
     """
-    granularity = granularity_for(group_size)
+    g = W.shape[1] if group_size is None else group_size
     x_mean = X.abs().mean(dim=0)  # (in,) activation magnitude per input channel, over every token
     X = search_tokens(X)  # (<= ~512, in) the tokens the loss is scored on
 
@@ -105,7 +126,7 @@ def search_scale(W: torch.Tensor, X: torch.Tensor, bits: int, group_size: int | 
     losses = []
     for alpha in alphas:
         s = scale_for(alpha)
-        W_hat = fake_quantize(W * s, bits=bits, symmetric=symmetric, granularity=granularity) / s  # (out, in)
+        W_hat = round_groups((W * s).reshape(W.shape[0], -1, g), bits, symmetric).reshape(W.shape) / s  # (out, in)
         losses.append(output_mse(X, W, W_hat))
     best = min(range(n_grid), key=losses.__getitem__)
     return scale_for(alphas[best]), alphas[best], alphas, tuple(losses)

@@ -63,3 +63,31 @@ def test_clip_search_shrinks_some_groups_and_keeps_the_rest():
     full = W.reshape(64, -1, 64).abs().amax(-1, keepdim=True)
     assert c.shape == full.shape and bool((c <= full).all()) and bool((c >= 0.5 * full).all())
     assert float(c[0, 0, 0]) < float(full[0, 0, 0])
+
+
+def test_clip_search_scores_every_token_through_the_group_gram():
+    """The Gram form d C d^T picks, per (row, group), the clip a brute-force loop over every token picks."""
+    W, X, _, _ = outlier_toy(out=8, inp=128, tokens=2000)  # 1024 calibration tokens, more than CLIP_TOKENS
+    W[0, 0] = 2.0
+    bits, g, n_grid = 3, 32, 20
+    c = awq.search_clip(W, X, bits=bits, group_size=g, symmetric=False, n_grid=n_grid)
+    Wg, Xg = W.reshape(8, -1, g), X.reshape(X.shape[0], -1, g)
+    full = Wg.abs().amax(-1, keepdim=True)
+    errors = []
+    for i in range(n_grid // 2):
+        cand = full * (1 - i / n_grid)
+        Wc = torch.maximum(torch.minimum(Wg, cand), -cand).reshape(W.shape)
+        dW = (rtn.quantize_weight(Wc, bits=bits, group_size=g).dequantize() - W).reshape(Wg.shape)
+        errors.append(torch.einsum("tgk,ogk->tog", Xg, dW).square().mean(0))  # (out, groups), every token
+    choice = torch.stack(errors).argmin(0)  # (out, groups)
+    expected = full[..., 0] * (1 - choice / n_grid)
+    assert torch.allclose(c[..., 0], expected, rtol=1e-6)
+    assert bool((choice > 0).any())  # some group really is clipped
+
+
+def test_round_groups_is_the_rtn_grid():
+    W, _, _, _ = outlier_toy()
+    for symmetric in (False, True):
+        expected = rtn.quantize_weight(W, bits=3, group_size=64, symmetric=symmetric).dequantize()
+        got = awq.round_groups(W.reshape(64, -1, 64), 3, symmetric).reshape(W.shape)
+        assert torch.equal(got, expected)
