@@ -12,6 +12,7 @@ from .inference.linear import QuantLinear
 from .inference.quantize_model import QuantizeReport, model_size_bytes, quantize_model
 from .inference.registry import QuantMethod, register_method
 from .inference.serialize import load_quantized, save_quantized
+from .training.calibrate import calibrate_activations
 
 __version__ = "0.1.0"
 
@@ -19,6 +20,6 @@ __all__ = [
     "Granularity", "PerTensor", "PerChannel", "PerGroup", "PerToken",
     "QParams", "choose_qparams", "quantize", "dequantize", "fake_quantize", "qrange",
     "QuantLinear", "quantize_model", "model_size_bytes", "QuantizeReport", "QuantMethod", "register_method",
-    "save_quantized", "load_quantized",
+    "save_quantized", "load_quantized", "calibrate_activations",
     "core", "data", "inference", "training", "compression", "methods", "teaching", "plots",
 ]

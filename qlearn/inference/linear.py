@@ -12,7 +12,7 @@ The inference recipe (W8A16, W4A16, W2A16: integer weights, float activations):
 
     activation_granularity=PerToken()   dynamic: s_x = max_j |X_tj| / 127 per token, computed at run time
     activation_granularity=PerTensor()  static: one s_x for every input, the buffer `activation_scale` (1, 1),
-                                        set before use by calibration (qlearn.training.calibrate_activations)
+                                        set before use by calibration (qlearn.calibrate_activations)
     X_hat = s_x * clamp(round(X / s_x), -127, 127)
 
 A layer made from a Linear that SmoothQuant smoothed at run time (it carries the buffer
@@ -148,7 +148,7 @@ class QuantLinear(nn.Module):
             return choose_qparams(x, bits=self.activations, symmetric=True, granularity=PerToken())  # (tokens, 1)
         if not self.calibrated:
             raise ValueError("this QuantLinear has static per-tensor activations but no activation scale yet: "
-                             "calibrate it first with qlearn.training.calibrate_activations(model, batches) "
+                             "calibrate it first with qlearn.calibrate_activations(model, batches) "
                              "(or set_activation_scale)")
         qmin, qmax = qrange(self.activations)
         scale = self.activation_scale.to(x.device)  # (1, 1)

@@ -107,8 +107,8 @@ def quantize_model(model: nn.Module, bits: int = 8, granularity=PerChannel(), ac
         gptq and awq, checked but unused by the data-free methods. symmetric=None takes the method's default (rtn: True; gptq, awq, hqq: False).
     activations=None keeps float activations (W8A16, W4A16, ...); activations=8 quantizes them dynamically
     per token (W8A8), for methods whose layer is a QuantLinear; with activation_granularity=PerTensor() the
-    activations are static per tensor, and the model needs `qlearn.training.calibrate_activations(model,
-    batches)` before use (rtn only). A Linear smoothed at run time by SmoothQuant (`smooth_input_scale`) keeps
+    activations are static per tensor, and the model needs `qlearn.calibrate_activations(model,
+    batches)` (qlearn.training.calibrate) before use (rtn only). A Linear smoothed at run time by SmoothQuant (`smooth_input_scale`) keeps
     its smoothing in the new layer; a method whose layer cannot keep it raises before anything is replaced.
     A layer whose shape the granularity cannot split (say in=100 with PerGroup(128)) raises a ValueError naming it,
     before anything is replaced; with `skip_incompatible=True` it is kept in float and listed in `report.skipped`.
