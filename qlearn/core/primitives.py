@@ -115,10 +115,19 @@ def choose_qparams(x: torch.Tensor, bits: int = 8, symmetric: bool = False,
 
 def minmax_params(xb: torch.Tensor, dims, bits: int, symmetric: bool,
                   restricted: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """choose_qparams' formulas on a float32 block view, unchecked: for inner loops whose input is already checked.
+    """choose_qparams' formulas on a float32 block view, for inner loops whose values are already checked.
 
+    It checks the arguments' types and ranges, but does not scan xb for NaN / inf (choose_qparams does).
     Shapes: xb (...) float32, reduced over `dims` -> scale float32, zero_point int32, both keepdim.
     """
+    if not isinstance(xb, torch.Tensor) or xb.dtype != torch.float32 or xb.numel() == 0:
+        raise TypeError(f"xb must be a non-empty float32 tensor (a block view), got "
+                        f"{xb.dtype if isinstance(xb, torch.Tensor) else type(xb).__name__}")
+    check_bits(bits)
+    check_bool(symmetric, "symmetric")
+    check_bool(restricted, "restricted")
+    if not restricted and not symmetric:
+        raise ValueError("restricted=False only applies to symmetric=True")
     qmin, qmax = qrange(bits)
     x_min, x_max = xb.amin(dim=dims, keepdim=True), xb.amax(dim=dims, keepdim=True)  # stats_shape
     if symmetric:

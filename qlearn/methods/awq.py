@@ -68,6 +68,9 @@ def round_groups(Wg: torch.Tensor, bits: int, symmetric: bool) -> torch.Tensor:
     W_hat = scale * (clamp(round(W / scale) + zero_point, qmin, qmax) - zero_point), per (row, group)
     Shapes: Wg (out, groups, g) float32 -> W_hat (out, groups, g).
     """
+    if not isinstance(Wg, torch.Tensor) or Wg.ndim != 3:
+        raise ValueError(f"Wg must be a (out, groups, g) tensor, got "
+                         f"{tuple(Wg.shape) if isinstance(Wg, torch.Tensor) else type(Wg).__name__}")
     qmin, qmax = qrange(bits)
     scale, zero = minmax_params(Wg, -1, bits, symmetric)  # (out, groups, 1) each
     return scale * ((Wg / scale).round() + zero).clamp(qmin, qmax).sub(zero)
@@ -79,6 +82,11 @@ def group_gram(X: torch.Tensor, g: int) -> torch.Tensor:
     Then mean_tokens (X_k . d)^2 = d C[k] d^T for any d (g,), exactly, whatever the number of tokens.
     Shapes: X (tokens, in) -> C (in / g, g, g).
     """
+    if not isinstance(X, torch.Tensor) or X.ndim != 2 or not X.is_floating_point() or X.shape[0] == 0:
+        raise ValueError("X must be a non-empty (tokens, in) float tensor")
+    check_positive_int(g, "g")
+    if X.shape[1] % g:
+        raise ValueError(f"the group size g={g} must divide X's {X.shape[1]} columns")
     Xg = X.float().reshape(X.shape[0], -1, g).transpose(0, 1)  # (groups, tokens, g)
     return Xg.transpose(1, 2) @ Xg / X.shape[0]
 

@@ -91,3 +91,21 @@ def test_round_groups_is_the_rtn_grid():
         expected = rtn.quantize_weight(W, bits=3, group_size=64, symmetric=symmetric).dequantize()
         got = awq.round_groups(W.reshape(64, -1, 64), 3, symmetric).reshape(W.shape)
         assert torch.equal(got, expected)
+
+
+def test_inner_helpers_reject_bad_arguments():
+    from qlearn.core.primitives import minmax_params
+
+    W = torch.randn(4, 2, 8)
+    with pytest.raises(TypeError, match="float32"):
+        minmax_params(W.double(), -1, 4, False)
+    with pytest.raises(ValueError, match="bits"):
+        minmax_params(W, -1, 9, False)
+    with pytest.raises(TypeError, match="symmetric"):
+        awq.round_groups(W, 4, "no")
+    with pytest.raises(ValueError, match="out, groups, g"):
+        awq.round_groups(W.reshape(4, 16), 4, False)
+    with pytest.raises(ValueError, match="divide"):
+        awq.group_gram(torch.randn(10, 12), 8)
+    with pytest.raises(ValueError, match="tokens, in"):
+        awq.group_gram(torch.randn(0, 16), 8)
