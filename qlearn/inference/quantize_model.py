@@ -117,7 +117,7 @@ def quantize_model(model: nn.Module, bits: int = 8, granularity=PerChannel(), ac
     The default PerChannel() fits every shape; for groups on SmolLM2 (in_features 576 and 1536) PerGroup(64)
     or PerGroup(32) fit, PerGroup(128) does not, and the error lists the group sizes that do. A Linear with a
     tied weight (`lm_head`) is skipped and listed unless `quantize_tied=True`, which gives it its own copy.
-    **options go to the method (gptq: act_order, damp, block_size; awq: n_grid, clip, pairs; hqq: iters, ...;
+    **options go to the method (gptq: act_order, damp, block_size, grid; awq: n_grid, clip, pairs; hqq: iters, ...;
     nf4: double_quant; llm_int8: threshold).
 
     Shapes: each Linear weight (out, in) -> the method's layer, see its module.

@@ -31,11 +31,11 @@ from .nf4_linear import NF4Linear
 
 
 def _gptq_layer(name, linear, X, bits, granularity, symmetric, act_order=False, damp=0.01, block_size=128,
-                activations=None, kernel="auto") -> QuantLinear:
-    """GPTQ's codes on the min-max grid, in a QuantLinear."""
+                grid="minmax", activations=None, kernel="auto") -> QuantLinear:
+    """GPTQ's codes on the min-max (or with grid="mse" the shrunk) grid, in a QuantLinear."""
     qw = gptq.quantize_weight(linear.weight.detach(), X.to(linear.weight.device), bits=bits,
                               group_size=group_size_of(granularity), act_order=act_order, damp=damp,
-                              block_size=block_size, symmetric=symmetric)
+                              block_size=block_size, symmetric=symmetric, grid=grid)
     return uniform_layer(linear, qw, activations, kernel)
 
 

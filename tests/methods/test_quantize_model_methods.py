@@ -79,11 +79,13 @@ def test_method_beats_round_to_nearest(method, bits):
     assert _error(model, reference) < _error(rtn_model, reference)
 
 
-def test_gptq_layer_equals_the_tensor_level_method_on_its_inputs():
+@pytest.mark.parametrize("grid", ["minmax", "mse"])
+def test_gptq_layer_equals_the_tensor_level_method_on_its_inputs(grid):
     model = _mlp()
     W0 = model[0].weight.detach().clone()
-    quantize_model(model, bits=4, granularity=PerGroup(32), method="gptq", calibration=X_CAL.split(128), damp=0.05)
-    expected = gptq.quantize_weight(W0, X_CAL, bits=4, group_size=32, damp=0.05)
+    quantize_model(model, bits=4, granularity=PerGroup(32), method="gptq", calibration=X_CAL.split(128), damp=0.05,
+                   grid=grid)
+    expected = gptq.quantize_weight(W0, X_CAL, bits=4, group_size=32, damp=0.05, grid=grid)
     assert torch.equal(model[0].codes(), expected.codes())
     assert torch.allclose(model[0].dequantized_weight(), expected.dequantize())
 
@@ -127,10 +129,11 @@ def test_llm_int8_reports_the_float_kept_columns_after_a_forward():
     ("hqq", {"bits": 4, "granularity": PerGroup(32), "symmetric": True}, ValueError, "symmetric"),
     ("gptq", {"bits": 4, "granularity": PerGroup(32)}, ValueError, "needs calibration"),
     ("gptq", {"bits": 4, "granularity": PerGroup(32), "calibration": [X_CAL], "damp": -1.0}, ValueError, "damp"),
+    ("gptq", {"bits": 4, "granularity": PerGroup(32), "calibration": [X_CAL], "grid": "l2"}, ValueError, "grid"),
     ("llm_int8", {"threshold": -1.0}, ValueError, "threshold"),
     ("llm_int8", {"thresold": 6.0}, TypeError, "threshold"),
-], ids=["nf4-bits", "nf4-per-channel", "hqq-symmetric", "gptq-no-data", "gptq-bad-damp", "int8-threshold",
-        "int8-typo"])
+], ids=["nf4-bits", "nf4-per-channel", "hqq-symmetric", "gptq-no-data", "gptq-bad-damp", "gptq-bad-grid",
+        "int8-threshold", "int8-typo"])
 def test_bad_inputs_leave_the_model_untouched(method, kwargs, err, match):
     model = _mlp()
     with pytest.raises(err, match=match):

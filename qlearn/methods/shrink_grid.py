@@ -1,0 +1,94 @@
+"""A min-max grid shrunk until the weights' rounding error is smallest (the GPTQ reference's `mse=True` grid).
+
+Min-max spends the whole grid on a row's two extreme weights. At 2 and 3 bits that leaves a step so wide that
+most weights round to one or two levels. Shrinking the range clips the extremes but rounds the bulk finer:
+
+    candidates p_i = 1 - i / grid,  i = 0 .. max_shrink * grid - 1
+    scale_i, zero_i = min-max params of p_i * w                     (per row; w (rows, cols))
+    err_i = sum_cols |w - Q_i(w)|^norm                               (Q_i: round and clamp on that grid)
+    keep, per row, the candidate with the smallest err_i (p_0 = 1, plain min-max, is one: never worse)
+
+The defaults (norm 2.4, grid 100, max_shrink 0.8) are those of IST-DASLab/gptq's `Quantizer` (quant.py), which
+tries all 80 candidates. Here every `coarse`-th candidate is tried first, then the ones next to the best of
+those (coarse - 1 on each side): 24 evaluations instead of 80, within about 0.01 % of the exhaustive
+minimum on MiniLM's weights; coarse=1 is the exhaustive search. The error is the weights' own, not the
+layer's output: GPTQ then spends its updates on the output.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..core.granularity import PerChannel
+from ..core.primitives import QParams, minmax_params, qrange
+from ..core.validation import check_bits, check_bool
+from ._checks import check_number, check_positive_int
+
+GRIDS = ("minmax", "mse")
+_CHUNK = 1 << 22  # candidates * rows * cols evaluated at once (16 MiB of float32)
+
+
+def check_grid(grid) -> str:
+    """Raise unless `grid` names a grid this package fits: "minmax" or "mse"."""
+    if not isinstance(grid, str) or grid not in GRIDS:
+        raise ValueError(f"grid must be one of {GRIDS} ('mse': min-max shrunk to the lowest weight error), "
+                         f"got {grid!r}")
+    return grid
+
+
+def _best_of(w, extremes, p, bits, symmetric, norm):
+    """The lowest-error candidate per row among shrink factors p.
+
+    Shapes: w (rows, cols), extremes (rows, 2) = (min, max) per row, p (S,) or (S, rows, 1)
+    -> err, scale (rows, 1) float32, zero_point (rows, 1) int32, index (rows, 1) into the S candidates.
+    """
+    qmin, qmax = qrange(bits)
+    p = p[:, None, None] if p.ndim == 1 else p  # (S, 1 or rows, 1)
+    best = None
+    step = max(1, _CHUNK // w.numel())
+    for c in range(0, p.shape[0], step):
+        scale, zero = minmax_params(extremes[None] * p[c:c + step], 2, bits, symmetric)  # (s, rows, 1) each
+        zf = zero.float()
+        err = (w / scale).round_().add_(zf).clamp_(qmin, qmax).sub_(zf).mul_(scale).sub_(w)  # (s, rows, cols)
+        err = err.abs_().pow_(norm).sum(2, keepdim=True)  # (s, rows, 1)
+        e, k = err.min(0)  # (rows, 1): the first of equal errors, as a loop keeping strict improvements does
+        found = (e, scale.gather(0, k[None])[0], zero.gather(0, k[None])[0], k + c)
+        if best is None:
+            best = found
+        else:
+            better = found[0] < best[0]
+            best = tuple(torch.where(better, new, old) for new, old in zip(found, best))
+    return best
+
+
+def shrink_params(w: torch.Tensor, bits: int, symmetric: bool, norm: float = 2.4, grid: int = 100,
+                  max_shrink: float = 0.8, coarse: int = 5) -> QParams:
+    """Per-row quantization parameters of w on the shrunk min-max grid with the lowest sum |w - Q(w)|^norm.
+
+    Shapes: w (rows, cols) float32 -> QParams with scale (rows, 1) float32, zero_point (rows, 1) int32,
+    granularity PerChannel(0): the layout choose_qparams(w, granularity=PerChannel(0)) gives.
+    """
+    if not isinstance(w, torch.Tensor) or w.dtype != torch.float32 or w.ndim != 2 or w.numel() == 0:
+        raise TypeError("w must be a non-empty 2-D float32 tensor (rows, cols), got "
+                        f"{tuple(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__}")
+    check_bits(bits)
+    check_bool(symmetric, "symmetric")
+    norm = check_number(norm, "norm", 0.0, low_inclusive=False)
+    check_positive_int(grid, "grid")
+    max_shrink = check_number(max_shrink, "max_shrink", 0.0)
+    if max_shrink >= 1:
+        raise ValueError(f"max_shrink must be in [0, 1): the largest share of the range cut off, got {max_shrink}")
+    check_positive_int(coarse, "coarse")
+    n = max(1, int(max_shrink * grid))  # candidates i = 0 .. n - 1, p_i = 1 - i / grid
+    # min and max of p * w are p * (min, max): the params of p * w are those of its two extremes times p
+    extremes = torch.cat([w.amin(1, keepdim=True), w.amax(1, keepdim=True)], 1)  # (rows, 2)
+    first = torch.arange(0, n, coarse, device=w.device)  # (S,) every coarse-th candidate, i = 0 first
+    err, scale, zero, k = _best_of(w, extremes, 1 - first.float() / grid, bits, symmetric, norm)
+    if coarse > 1:  # the candidates between the best coarse one and its neighbours
+        offsets = torch.cat([torch.arange(1 - coarse, 0), torch.arange(1, coarse)]).to(w.device)  # (2 coarse - 2,)
+        near = (first[k] + offsets[:, None, None]).clamp(0, n - 1)  # (2 coarse - 2, rows, 1)
+        found = _best_of(w, extremes, 1 - near.float() / grid, bits, symmetric, norm)
+        better = found[0] < err
+        scale, zero = torch.where(better, found[1], scale), torch.where(better, found[2], zero)
+    qmin, qmax = qrange(bits)
+    return QParams(scale, zero, bits, symmetric, qmin, qmax, PerChannel(0), torch.float32)
