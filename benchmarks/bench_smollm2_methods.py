@@ -3,10 +3,12 @@
     python benchmarks/bench_smollm2_methods.py                       # 4/3/2 bits, g64 (4, 3) and g32 (2)
     python benchmarks/bench_smollm2_methods.py --bits 3 --methods rtn gptq awq
     python benchmarks/bench_smollm2_methods.py --tokens 2048 --threads 2
+    python benchmarks/bench_smollm2_methods.py --bits 3 2 --methods rtn gptq gptq-mse   # GPTQ on both grids
 
 The real model-level path: `quantize_model(model, method=..., bits, PerGroup(g), calibration=batches)` on a
 fresh copy of the float model for every row, every Linear but the tied lm_head replaced. GPTQ is sequential
-(each block calibrates on the outputs of the blocks already quantized) with act_order=True; AWQ folds its
+(each block calibrates on the outputs of the blocks already quantized) with act_order=True, on the min-max
+grid ("gptq") and on the shrunk grid of lowest weight error ("gptq-mse", grid="mse"); AWQ folds its
 scales into the norms before it. Calibration: `--tokens` tokens of course_text("generated") (text SmolLM2
 wrote itself) in sequences of `--seq`; RTN is asymmetric (the grid GPTQ and AWQ build on). Perplexity is on
 the first `--eval-windows` windows of course_text("eval"), which no method sees. Bits per weight are the
@@ -31,8 +33,8 @@ from qlearn.inference.quantize_model import quantize_model
 import qlearn.methods  # noqa: F401  registers gptq, awq, hqq, nf4
 
 GROUPS = {4: 64, 3: 64, 2: 32}
-METHODS = ("rtn", "nf4", "hqq", "gptq", "awq")
-OPTIONS = {"rtn": {"symmetric": False}, "gptq": {"act_order": True}}
+METHODS = ("rtn", "nf4", "hqq", "gptq", "gptq-mse", "awq")
+OPTIONS = {"rtn": {"symmetric": False}, "gptq": {"act_order": True}, "gptq-mse": {"act_order": True, "grid": "mse"}}
 
 
 def bits_per_weight(report) -> float:
@@ -76,7 +78,7 @@ def main():
                 continue
             q = copy.deepcopy(model)
             t0 = time.perf_counter()
-            report = quantize_model(q, method=method, bits=bits, granularity=PerGroup(group),
+            report = quantize_model(q, method=method.split("-")[0], bits=bits, granularity=PerGroup(group),
                                     calibration=batches, **OPTIONS.get(method, {}))
             seconds = time.perf_counter() - t0
             ppl = perplexity(q, tokenizer, text, window=args.window, progress=False)
