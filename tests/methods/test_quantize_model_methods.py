@@ -86,6 +86,9 @@ def test_gptq_layer_equals_the_tensor_level_method_on_its_inputs(grid):
     quantize_model(model, bits=4, granularity=PerGroup(32), method="gptq", calibration=X_CAL.split(128), damp=0.05,
                    grid=grid)
     expected = gptq.quantize_weight(W0, X_CAL, bits=4, group_size=32, damp=0.05, grid=grid)
+    other = gptq.quantize_weight(W0, X_CAL, bits=4, group_size=32, damp=0.05,
+                                 grid="mse" if grid == "minmax" else "minmax")
+    assert not torch.equal(model[0].codes(), other.codes())  # the grid option really reached GPTQ
     assert torch.equal(model[0].codes(), expected.codes())
     assert torch.allclose(model[0].dequantized_weight(), expected.dequantize())
 

@@ -72,6 +72,7 @@ def test_gptq_mse_grid_lowers_held_out_output_error_at_low_bits(bits, bound):
 @pytest.mark.parametrize("kwargs,error,match", [
     ({"norm": 0}, ValueError, "norm"),
     ({"norm": "2"}, TypeError, "norm"),
+    ({"norm": float("inf")}, ValueError, "norm"),
     ({"grid": 0}, ValueError, "grid"),
     ({"max_shrink": 1.0}, ValueError, "max_shrink"),
     ({"max_shrink": -0.1}, ValueError, "max_shrink"),
@@ -85,13 +86,32 @@ def test_rejects_bad_search_settings(kwargs, error, match):
         shrink_params(torch.randn(4, 8), **args)
 
 
-@pytest.mark.parametrize("w", [torch.randn(4, 8).double(), torch.randn(8), torch.empty(0, 4), "w"])
-def test_rejects_what_is_not_a_2d_float32_block(w):
-    with pytest.raises(TypeError, match="2-D float32"):
+@pytest.mark.parametrize("w,error,match", [
+    (torch.randn(4, 8).double(), TypeError, "float32"),
+    ("w", TypeError, "torch.Tensor"),
+    (torch.arange(8).reshape(2, 4), TypeError, "floating-point"),
+    (torch.randn(8), ValueError, "2-D"),
+    (torch.empty(0, 4), ValueError, "empty"),
+    (torch.tensor([[1.0, float("nan")]]), ValueError, "NaN or inf"),
+], ids=["float64", "str", "int", "1-D", "empty", "nan"])
+def test_rejects_what_is_not_a_finite_2d_float32_block(w, error, match):
+    with pytest.raises(error, match=match):
         shrink_params(w, 4, False)
 
 
-@pytest.mark.parametrize("grid", ["MSE", "clip", None, 1])
-def test_gptq_rejects_an_unknown_grid(grid):
-    with pytest.raises(ValueError, match="grid must be one of"):
+def test_chunked_search_gives_the_same_grid(monkeypatch):
+    """A weight too large for one chunk of candidates is searched in several: the result must not change."""
+    from qlearn.methods import shrink_grid
+
+    w = heavy_rows(16, 32, seed=4)
+    whole = [shrink_params(w, 2, False, coarse=c) for c in (1, 5)]
+    monkeypatch.setattr(shrink_grid, "_CHUNK", 3 * w.numel())  # 3 candidates per chunk
+    for coarse, expected in zip((1, 5), whole):
+        chunked = shrink_params(w, 2, False, coarse=coarse)
+        assert torch.equal(chunked.scale, expected.scale) and torch.equal(chunked.zero_point, expected.zero_point)
+
+
+@pytest.mark.parametrize("grid,error", [("MSE", ValueError), ("clip", ValueError), (None, TypeError), (1, TypeError)])
+def test_gptq_rejects_an_unknown_grid(grid, error):
+    with pytest.raises(error, match="grid must be"):
         gptq.quantize_weight(torch.randn(8, 64), torch.randn(128, 64), group_size=32, grid=grid)
