@@ -25,7 +25,7 @@ class Frontend:
     """JavaScript snippets (functions of no argument unless said) that read one frontend's state."""
 
     name: str
-    ready: str  # (path) => true once that notebook is shown and its kernel is connected
+    ready: str  # (path) => true once that notebook is shown, its kernel is connected and widgets can render
     panel_selector: str  # () => a CSS selector for the notebook's own area
     status: str  # () => "idle" / "busy" / ... the kernel status
     run_all: str  # () => starts Run All Cells
@@ -57,8 +57,11 @@ LAB = Frontend(
 _CLASSIC_CODE = "Jupyter.notebook.get_cells().filter(c => c.cell_type === 'code')"
 CLASSIC = Frontend(
     name="classic",
+    # widgetsnbextension attaches its manager to the kernel once its nbextension has loaded, which can come after
+    # the kernel connects. A widget displayed before that is rendered as text/plain for good, so wait for it.
     ready="""(path) => !!(window.Jupyter && Jupyter.notebook && Jupyter.notebook.notebook_path === path
-        && Jupyter.notebook.kernel && Jupyter.notebook.kernel.is_connected())""",
+        && Jupyter.notebook.kernel && Jupyter.notebook.kernel.is_connected()
+        && Jupyter.notebook.kernel.widget_manager !== undefined)""",
     panel_selector="() => '#notebook-container'",
     status="""() => { const icon = document.querySelector('#kernel_indicator_icon');
         return icon && icon.classList.contains('kernel_idle_icon') ? 'idle' : (icon ? icon.className : null); }""",
