@@ -1,7 +1,8 @@
 """A min-max grid shrunk until the weights' rounding error is smallest (the GPTQ reference's `mse=True` grid).
 
-Min-max spends the whole grid on a row's two extreme weights. At 2 and 3 bits that leaves a step so wide that
-most weights round to one or two levels. Shrinking the range clips the extremes but rounds the bulk finer:
+Min-max spends the whole grid on a row's two extreme weights. At 2 and 3 bits a few outliers then set a wide
+step and the bulk of the weights is rounded coarsely. Shrinking the range clips the extremes but rounds the
+bulk finer:
 
     candidates p_i = 1 - i / grid,  i = 0 .. n - 1,  n = max(1, int(max_shrink * grid))
     scale_i, zero_i = min-max params of p_i * w                     (per row; w (rows, cols))
