@@ -30,7 +30,6 @@ from qlearn.data.sentences import CALIBRATION
 from qlearn.training.calibrate import calibrate_activations
 from qlearn.core.granularity import PerChannel
 from qlearn.methods.llm_int8 import Int8Weight, int8_mixed_matmul, int_matmul
-from qlearn.methods.llm_int8_linear import outlier_report, replace_linears
 from qlearn.methods.smoothquant import default_pairs, input_absmax, smooth_model, smoothing_factors
 from qlearn.methods.w8a8_sim import simulate_w8a8
 from qlearn.data.models import SENTENCES, embed, load_model
@@ -114,9 +113,9 @@ def minilm():
         sim_row(f"per-token W8A{bits}", model, "per_token", bits)
         sim_row(f"LLM.int8() W8A{bits} (simulated)", model, "llm_int8", bits, threshold=6.0)
     real = copy.deepcopy(model)
-    replace_linears(real, threshold=6.0)
+    int8_report = quantize_model(real, bits=8, method="llm_int8", threshold=6.0)
     res["LLM.int8() W8A8"] = cosine_row("LLM.int8() W8A8 (Int8MixedLinear)", embed(real, tok, EVAL), ref)
-    counts = outlier_report(real)
+    counts = int8_report.stats()
     fc2 = [(None, [n]) for n, m in model.named_modules()
            if type(m) is torch.nn.Linear and n.endswith(".output.dense") and ".attention." not in n]
     best = {}
@@ -179,7 +178,7 @@ def outlier_dims(model, calib, counts):
         top = sorted(tally.items(), key=lambda kv: -kv[1])[:6]
         peak = max(float(absmax[n].max()) for n in layers)
         median = float(torch.stack([absmax[n].median() for n in layers]).median())
-        kept = [counts[n]["max"] for n in layers]
+        kept = [counts[n]["float_columns_max"] for n in layers]
         print(f"  {kind:<24} dims " + ", ".join(f"{d} ({c}/{len(layers)})" for d, c in top)
               + f";  max|x| {peak:.1f} vs median channel max {median:.2f};  float columns at 6 per layer {kept}")
     print()

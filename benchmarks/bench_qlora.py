@@ -31,9 +31,8 @@ from qlearn.core.metrics import perplexity
 from qlearn.data.llm import course_text, load_llm
 from qlearn.methods.finetune_memory import (RECIPES, decoder_linear_shapes, finetune_bytes, lora_params,
                                             nf4_bits_per_weight)
-from qlearn.methods.lora import add_lora, count_params
-from qlearn.methods.lora_train import train_lora
-from qlearn.methods.nf4_linear import replace_linears_nf4
+from qlearn import PerGroup, quantize_model
+from qlearn.methods.lora import add_lora, count_params, train_lora
 
 SHAPES_7B = decoder_linear_shapes(4096, 11008, 32)
 N_7B = sum(o * i for o, i in SHAPES_7B) + 2 * 32000 * 4096 + 65 * 4096  # + untied embeddings, lm_head, RMSNorms
@@ -91,7 +90,7 @@ def main() -> None:
     cards = course_text("adaptation").splitlines()
     train_text, adapt_test, prose = "\n".join(cards[:30]), "\n".join(cards[30:]), held_out_prose()
     t0 = time.perf_counter()
-    replace_linears_nf4(model, double_quant=True)
+    quantize_model(model, bits=4, method="nf4", granularity=PerGroup(64), double_quant=True)
     print(f"NF4 conversion: {time.perf_counter() - t0:.1f} s", flush=True)
     before = perplexity(model, tokenizer, adapt_test, progress=False)
     prose_before = perplexity(model, tokenizer, prose, progress=False)

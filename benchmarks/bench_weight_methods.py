@@ -84,7 +84,7 @@ def synthetic():
     print("NF4 / absmax int4 weight MSE, W 256x512 Gaussian, block 64 (symmetric absmax int4 = RTN symmetric g64)")
     W = torch.randn(256, 512, generator=g)
     for double_quant in (False, True):
-        qw = nf4.quantize_weight(W, block_size=64, double_quant=double_quant)
+        qw = nf4.quantize_weight(W, group_size=64, double_quant=double_quant)
         int4 = rtn.quantize_weight(W, bits=4, group_size=64, symmetric=True)
         mse = float((qw.dequantize() - W).square().mean() / (int4.dequantize() - W).square().mean())
         print(f"  double_quant={double_quant!s:<5}  MSE ratio {mse:6.3f} (target < 1: {verdict(mse < 1)})   "

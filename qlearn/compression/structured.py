@@ -26,6 +26,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..core.modules import replace_module
 from .prune import check_sparsity
 
 _LAYER_TYPES = (nn.Linear, nn.Conv2d)
@@ -120,11 +121,7 @@ def prune_units(model: nn.Module, pairs: Sequence[tuple[str, str]], sparsity: fl
     for (producer, consumer), keep in zip(pairs, keeps):
         modules = dict(new.named_modules())
         n_units = originals[producer].weight.shape[0]
-        _set(new, consumer, _slice_in(modules[consumer], keep, n_units))
-        _set(new, producer, _slice_out(dict(new.named_modules())[producer], keep))
+        replace_module(new, consumer, _slice_in(modules[consumer], keep, n_units))
+        replace_module(new, producer, _slice_out(dict(new.named_modules())[producer], keep))
     return new
 
-
-def _set(model: nn.Module, name: str, layer: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent_name) if parent_name else model, child, layer)

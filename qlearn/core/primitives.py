@@ -178,7 +178,21 @@ def dequantize(q: torch.Tensor, qparams: QParams) -> torch.Tensor:
     qb = qparams.granularity.to_blocks(q.to(torch.int32))  # block view
     scale, zero_point = qparams.scale.to(q.device), qparams.zero_point.to(q.device)
     r = scale * (qb - zero_point).float()
-    return r.reshape(q.shape).to(qparams.dtype)
+    return cast_finite(r.reshape(q.shape), qparams.dtype)
+
+
+def cast_finite(r: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """r cast to `dtype`, clamped first to the finite range of `dtype` when that range is narrower.
+
+    A min-max grid whose range reaches the dtype's largest value (float16: 65504) can put its top level half a
+    step beyond it; a plain cast would turn that level into inf. Clamping moves it to the largest finite value,
+    which is closer to the original weight than the level was.
+    Shapes: r (...) -> (...), in `dtype`.
+    """
+    if r.is_floating_point() and dtype.is_floating_point and torch.finfo(dtype).max < torch.finfo(r.dtype).max:
+        limit = torch.finfo(dtype).max
+        r = r.clamp(-limit, limit)
+    return r.to(dtype)
 
 
 class _FakeQuantizeSTE(torch.autograd.Function):
@@ -191,7 +205,7 @@ class _FakeQuantizeSTE(torch.autograd.Function):
         ctx.save_for_backward(inside.reshape(x.shape))
         q = q_raw.clamp(qparams.qmin, qparams.qmax)
         r = qparams.scale.to(x.device) * (q - qparams.zero_point.to(x.device))
-        return r.reshape(x.shape).to(x.dtype)
+        return cast_finite(r.reshape(x.shape), x.dtype)
 
     @staticmethod
     def backward(ctx, grad_out):

@@ -20,11 +20,14 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["MAX_BITS", "MIN_BITS", "check_bits", "check_bool", "check_choice", "check_float_tensor",
+__all__ = ["MAX_BITS", "MIN_BITS", "WEIGHT_LIMIT", "check_bits", "check_bool", "check_choice", "check_float_tensor",
            "check_group_size", "check_inputs", "check_module", "check_number", "check_positive_int",
            "check_same_shape", "check_weight"]
 
 MIN_BITS, MAX_BITS = 2, 8
+# The largest weight magnitude a method accepts: scales and ranges are stored and computed in float32, and a
+# range max - min of two values below this still fits float32 (largest finite value 3.4e38) with room to spare.
+WEIGHT_LIMIT = torch.finfo(torch.float32).max / 4
 
 
 def check_bits(bits, name: str = "bits") -> int:
@@ -81,7 +84,7 @@ def check_number(value, name: str, low: float | None = None, low_inclusive: bool
 def check_choice(value, name: str, choices) -> str:
     """Return `value` if it is one of `choices` (strings or None), else raise naming them."""
     choices = tuple(choices)
-    if not (value is None or isinstance(value, str)):
+    if not (isinstance(value, str) or (value is None and None in choices)):
         raise TypeError(f"{name} must be one of {choices}, got {type(value).__name__} {value!r}")
     if value not in choices:
         raise ValueError(f"{name} must be one of {choices}, got {value!r}")
@@ -120,10 +123,14 @@ def check_same_shape(a: torch.Tensor, b: torch.Tensor, names=("a", "b")) -> None
 
 
 def check_weight(W, name: str = "W") -> torch.Tensor:
-    """Raise unless W is a finite, non-empty, 2-D float tensor (out, in)."""
+    """Raise unless W is a finite, non-empty, 2-D float tensor (out, in) with |W| <= WEIGHT_LIMIT (8.5e37)."""
     check_float_tensor(W, name)
     if W.ndim != 2:
         raise ValueError(f"{name} must be a 2-D weight (out_features, in_features), got shape {tuple(W.shape)}")
+    largest = float(W.detach().abs().max())
+    if largest > WEIGHT_LIMIT:
+        raise ValueError(f"{name} holds values up to {largest:.3g}; weights beyond +-{WEIGHT_LIMIT:.2g} cannot be "
+                         "quantized (scales and ranges are float32, and max - min would overflow)")
     return W
 
 

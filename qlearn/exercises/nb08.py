@@ -15,7 +15,7 @@ DQ_SHAPE, DQ_BLOCK = (384, 1536), 128  # exercise 1: MiniLM's feed-forward outpu
 def double_quant_bits() -> float:
     """Bits per weight, from nbytes, of NF4 with double quantization on a DQ_SHAPE weight with block DQ_BLOCK."""
     W = torch.randn(DQ_SHAPE, generator=torch.Generator().manual_seed(0))
-    return nf4.quantize_weight(W, block_size=DQ_BLOCK, double_quant=True).bits_per_weight
+    return nf4.quantize_weight(W, group_size=DQ_BLOCK, double_quant=True).bits_per_weight
 
 
 def check_double_quant_bits(value) -> Feedback:

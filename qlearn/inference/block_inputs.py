@@ -5,6 +5,9 @@
     X = inputs.capture(0, group)                  # {name: X (tokens, in)}: block 0 alone, forward hooks
     inputs.advance(0)                             # block 0's outputs (quantized or not) become block 1's inputs
 
+    for group, X in calibration_blocks(model, names, batches):   # the loop quantize_model and AWQ share
+        ...                                                      # quantize (or fold) the group's layers on X
+
 Capturing the inputs of block k by running the whole model costs k blocks per batch, so a model of B blocks
 costs about B^2 / 2 block passes; this costs two per block (capture, then advance), as the GPTQ reference
 does (it caches the first decoder layer's inputs and feeds the layers in turn). It applies when the blocks
@@ -20,6 +23,9 @@ import torch
 from torch import nn
 
 from .capture import attention_mask, capture_inputs, run_batch
+from .targets import block_prefix, blocks
+
+__all__ = ["CACHE_KEYS", "BlockInputs", "block_chain", "calibration_blocks"]
 
 CACHE_KEYS = ("cache", "past_key_values", "past_key_value", "layer_past")
 
@@ -32,8 +38,6 @@ def block_chain(model: nn.Module, groups: list[list[str]]) -> list[nn.Module] | 
 
     Shapes: groups [[layer names of block 0], ...] -> [block 0, block 1, ...] (len <= len(groups)) or None.
     """
-    from .targets import block_prefix
-
     modules = dict(model.named_modules())
     chain, parent, last = [], None, None
     for group in groups:
@@ -111,3 +115,28 @@ class BlockInputs:
             else:
                 calls.append(((), {**kwargs, "hidden_states": hidden}))
         self.calls = calls
+
+
+def calibration_blocks(model: nn.Module, names, batches: list):
+    """Yield (group, X) block by block: the layer names of one block and their calibration inputs.
+
+    X = {name: (tokens, in) float32} is captured from the model as it is when the block is reached, so whatever
+    the caller does to a block before asking for the next one (swap in quantized layers, fold scales) shapes the
+    inputs of the blocks after it. The leading blocks of a transformer stack run alone on cached inputs
+    (BlockInputs, two block passes each); any group after them (a pooler, a head) is captured by running the
+    whole model.
+
+    Shapes: names [layer names] -> each step (group [names of one block], {name: X (tokens, in)}).
+    """
+    groups = blocks(list(names))
+    chain = block_chain(model, groups)
+    cached = None if chain is None else BlockInputs(model, chain, batches)
+    for index, group in enumerate(groups):
+        if cached is not None and index < len(chain):  # the block alone, on the outputs of the block before
+            X = cached.capture(index, group, block_prefix(group[0]))
+        else:
+            X = capture_inputs(model, group, batches)
+        yield group, X
+        del X
+        if cached is not None and index + 1 < len(chain):
+            cached.advance(index)

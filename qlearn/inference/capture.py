@@ -35,14 +35,50 @@ def run_batch(model: nn.Module, batch):
     return model(first_tensor(batch, "each batch"))
 
 
-def check_batches(calibration, what: str = "calibration") -> list:
-    """The batches of an iterable as a list; raise for a single tensor or dict, a non-iterable, or no batch."""
-    if isinstance(calibration, (torch.Tensor, Mapping)) or not isinstance(calibration, Iterable):
+def _vocabulary_size(model) -> int | None:
+    """The number of rows of the model's input embedding (a Hugging Face model's `get_input_embeddings()`)."""
+    embeddings = getattr(model, "get_input_embeddings", None)
+    try:
+        embedding = embeddings() if callable(embeddings) else None
+    except (NotImplementedError, AttributeError):
+        return None
+    return getattr(embedding, "num_embeddings", None)
+
+
+def check_batches(calibration, what: str = "calibration", model: nn.Module | None = None) -> list:
+    """The batches of an iterable as a list, each checked before any work is done; raise for a bad one.
+
+    Refused: a single tensor or dict (not an iterable of batches), no batch, an empty batch, and, for dict batches
+    with `input_ids`, ids that are not integers or lie outside the model's vocabulary (when `model` is given and
+    has an input embedding).
+    """
+    if isinstance(calibration, (torch.Tensor, Mapping, str, bytes)) or not isinstance(calibration, Iterable):
         raise TypeError(f"{what} must be an iterable of batches, for example X.split(32) or [tokenizer(...)], "
                         f"not {type(calibration).__name__}")
     batches = list(calibration)
     if not batches:
         raise ValueError(f"{what} is empty; it needs at least one batch")
+    vocabulary = None if model is None else _vocabulary_size(model)
+    for index, batch in enumerate(batches):
+        if isinstance(batch, Mapping):
+            tensors = [v for v in batch.values() if isinstance(v, torch.Tensor)]
+            if not tensors:
+                raise TypeError(f"{what} batch {index} is a dict without tensors; pass a tokenizer's output "
+                                "(return_tensors='pt')")
+            ids = batch.get("input_ids")
+            if isinstance(ids, torch.Tensor):
+                if ids.is_floating_point() or ids.dtype == torch.bool or ids.is_complex():
+                    raise TypeError(f"{what} batch {index}: input_ids must be integer token ids, got {ids.dtype}")
+                if ids.numel() == 0:
+                    raise ValueError(f"{what} batch {index} has no tokens (input_ids of shape {tuple(ids.shape)})")
+                low, high = int(ids.min()), int(ids.max())
+                if low < 0 or (vocabulary is not None and high >= vocabulary):
+                    raise ValueError(f"{what} batch {index}: token ids must lie in [0, {vocabulary}) (the model's "
+                                     f"vocabulary), got ids from {low} to {high}")
+        else:
+            x = first_tensor(batch, f"{what} batch {index}")
+            if x.numel() == 0:
+                raise ValueError(f"{what} batch {index} is empty (shape {tuple(x.shape)})")
     return batches
 
 

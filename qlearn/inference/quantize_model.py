@@ -25,12 +25,15 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..core.granularity import PerChannel, PerToken
-from ..core.validation import check_bool
-from .block_inputs import BlockInputs, block_chain
-from .capture import capture_inputs, check_batches
+from ..core.modules import replace_module
+from ..core.validation import check_bool, check_choice, check_module
+from .block_inputs import calibration_blocks
+from .capture import check_batches
 from .linear import KERNELS, check_activations
 from .registry import get_method
-from .targets import block_prefix, blocks, select_targets
+from .targets import select_targets
+
+__all__ = ["QuantizeReport", "model_size_bytes", "quantize_model"]
 
 
 def _tensor_bytes(t: torch.Tensor) -> int:
@@ -49,8 +52,7 @@ def model_size_bytes(model: nn.Module) -> int:
     (optimum-quanto's frozen weights) count their integer data and scales. A fast kernel's private weight
     copy (`QuantLinear._cache`) is not a buffer and is not counted.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_module(model)
     tensors = {id(t): t for t in list(model.parameters()) + list(model.buffers())}
     return sum(_tensor_bytes(t) for t in tensors.values())
 
@@ -87,13 +89,14 @@ class QuantizeReport:
                 f"({self.ratio:.3f}x)")
 
 
-def _swap(model: nn.Module, name: str, layer: nn.Module) -> nn.Module:
-    """Put `layer` at `name`; return the module that was there."""
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name)
-    old = getattr(parent, child)
-    setattr(parent, child, layer)
-    return old
+def _quantize_one(qmethod, name, linear, X, bits, granularity, symmetric, options) -> nn.Module:
+    """qmethod.quantize_layer for one layer; an error names the layer (and keeps its type)."""
+    try:
+        return qmethod.quantize_layer(name, linear, X, bits, granularity, symmetric, **options)
+    except (ValueError, TypeError) as err:
+        raise type(err)(f"layer {name!r}: {err}") from err
+    except RuntimeError as err:  # torch's own errors (a LinAlgError is one): say which layer
+        raise ValueError(f"layer {name!r} could not be quantized with {qmethod.name}: {err}") from err
 
 
 def quantize_model(model: nn.Module, bits: int = 8, granularity=PerChannel(), activations=None, exclude=(),
@@ -122,8 +125,7 @@ def quantize_model(model: nn.Module, bits: int = 8, granularity=PerChannel(), ac
 
     Shapes: each Linear weight (out, in) -> the method's layer, see its module.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_module(model)
     if isinstance(model, nn.Linear):
         raise TypeError("quantize_model replaces Linear layers inside a model; for a single layer use "
                         "QuantLinear.from_linear(linear, ...)")
@@ -133,8 +135,7 @@ def quantize_model(model: nn.Module, bits: int = 8, granularity=PerChannel(), ac
     check_bool(quantize_tied, "quantize_tied")
     check_bool(progress, "progress")
     check_activations(activations, activation_granularity)
-    if kernel not in KERNELS:
-        raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+    check_choice(kernel, "kernel", KERNELS)
     defaults = {"activations": None, "kernel": "auto", "activation_granularity": PerToken()}
     for value, option in ((activations, "activations"), (kernel, "kernel"),
                           (activation_granularity, "activation_granularity")):
@@ -148,7 +149,7 @@ def quantize_model(model: nn.Module, bits: int = 8, granularity=PerChannel(), ac
     if qmethod.needs_calibration and calibration is None:
         raise ValueError(f"method {qmethod.name!r} needs calibration data: pass calibration=[batch, ...], each "
                          "batch a dict of model inputs (a tokenizer's output) or a tensor")
-    batches = None if calibration is None else check_batches(calibration)
+    batches = None if calibration is None else check_batches(calibration, model=model)
     linears = dict(targets)
 
     def options_for(fn_name):
@@ -168,32 +169,25 @@ def quantize_model(model: nn.Module, bits: int = 8, granularity=PerChannel(), ac
                 state = qmethod.prepare(model, batches, list(linears), bits, granularity, symmetric,
                                         **options_for("prepare"))
             layer_options = options_for("quantize_layer")
-            groups = blocks(linears) if qmethod.needs_calibration else [list(linears)]
             bar = tqdm(total=len(linears), desc=f"quantize ({qmethod.name})", disable=not progress)
-            chain = block_chain(model, groups) if qmethod.needs_calibration else None
-            cached = None if chain is None else BlockInputs(model, chain, batches)
-            for index, group in enumerate(groups):
-                if cached is not None and index < len(chain):  # the block alone, on the outputs of the block before
-                    X = cached.capture(index, group, block_prefix(group[0]))
-                else:
-                    X = capture_inputs(model, group, batches) if qmethod.needs_calibration else {}
+            steps = calibration_blocks(model, list(linears), batches) if qmethod.needs_calibration \
+                else [(list(linears), {})]
+            for group, X in steps:
                 for name in group:
-                    new[name] = qmethod.quantize_layer(name, linears[name], X.get(name), bits, granularity,
-                                                       symmetric, **layer_options)
+                    new[name] = _quantize_one(qmethod, name, linears[name], X.get(name), bits, granularity,
+                                              symmetric, layer_options)
                     bar.update()
                 if qmethod.sequential:  # the next block's inputs come from this quantized block
-                    originals.update({name: _swap(model, name, new[name]) for name in group})
-                if cached is not None and index + 1 < len(chain):
-                    cached.advance(index)
+                    originals.update({name: replace_module(model, name, new[name]) for name in group})
                 del X
             bar.close()
             for name, layer in new.items():  # every new layer exists: now swap the rest in
                 if name not in originals:
-                    originals[name] = _swap(model, name, layer)
+                    originals[name] = replace_module(model, name, layer)
             notes = {} if qmethod.finish is None else dict(qmethod.finish(model, state, **options_for("finish")) or {})
     except BaseException:
         for name, old in originals.items():
-            _swap(model, name, old)
+            replace_module(model, name, old)
         if state is not None and hasattr(state, "undo"):
             state.undo()
         raise

@@ -21,11 +21,13 @@ from ..core.granularity import PerGroup
 from .linear import check_weight_granularity
 
 
-def exclude_patterns(exclude) -> tuple[str, ...]:
+def exclude_patterns(exclude, name: str = "exclude") -> tuple[str, ...]:
+    """One module name or glob pattern, or a list of them, as a tuple; `name` is the argument's name in errors."""
     if isinstance(exclude, str):
         exclude = (exclude,)
     if not isinstance(exclude, (tuple, list, set, frozenset)) or not all(isinstance(p, str) and p for p in exclude):
-        raise TypeError(f"exclude must be a list of module names or glob patterns (such as 'lm_head'), got {exclude!r}")
+        raise TypeError(f"{name} must be a module name or glob pattern (such as 'lm_head'), or a list of them, "
+                        f"got {exclude!r}")
     return tuple(exclude)
 
 

@@ -1,27 +1,34 @@
-"""The LLM quantization methods of notebooks 08-10, one module per paper.
+"""The LLM quantization methods of notebooks 08-10, one file per paper, each read top to bottom.
 
-Weight methods (notebook 08) share one entry point and return an object with `.dequantize()`
-and `.nbytes`, so a notebook can line them up in one loop:
+Every file holds the paper and its objective (module docstring), the tensor-level algorithm, its layer, and its
+model-level hook, which registers itself with `quantize_model` at the end of the file. Weight methods share one
+entry point and return an object with `.dequantize()`, `.nbytes` and `.bits_per_weight`, so a notebook can line
+them up in one loop:
 
     qw = qlearn.methods.gptq.quantize_weight(W, X, bits=4, group_size=128)  # W (out, in); X (tokens, in) or None
     W_hat = qw.dequantize()                                                 # (out, in), W's dtype
 
-    rtn    round to nearest, min-max per group: the baseline the others build on
-    nf4    QLoRA's 4-bit NormalFloat with block absmax, optional double quantization
-    hqq    Half-Quadratic Quantization: a data-free lp-loss solver for the zero point
-    gptq   GPTQ: column-by-column rounding with second-order error feedback (Algorithm 1)
-    awq    AWQ: activation-aware per-channel scales searched on calibration data
+    module      paper                                    quantize_model(method=...)   layer
+    rtn         round to nearest, min-max per group      "rtn" (inference.registry)   QuantLinear
+    nf4         QLoRA's 4-bit NormalFloat                "nf4"                        NF4Linear
+    hqq         Half-Quadratic Quantization              "hqq"                        HQQLinear
+    gptq        GPTQ (and its reference's mse grid)      "gptq"                       QuantLinear
+    awq         AWQ                                      "awq"                        QuantLinear / AWQLinear
+    llm_int8    LLM.int8()                               "llm_int8"                   Int8MixedLinear
+    smoothquant SmoothQuant (smooth_model, then rtn with activations=8)
+    w8a8_sim    simulated W8A8 / W8A6 (fake quantization, notebook 09)
+    lora        LoRA adapters and their training loop (QLoRA over NF4Linear, notebook 10)
+    finetune_memory  the bytes of full, LoRA and QLoRA fine-tuning
 
-Activation methods (notebook 09): llm_int8 (mixed-precision decomposition of outlier columns)
-and smoothquant (migrating activation range into the weights). Fine-tuning (notebook 10): lora.
+Shared pieces, one home each: `weight` (the quantized-weight container, and a QuantLinear built from it) and
+`folding` (where AWQ's and SmoothQuant's per-channel factors fold, folding them, and the "output unchanged" check).
+Importing this package (`import qlearn` does) registers every method and its layer type with `serialize`.
 
-Model level (`qlearn.quantize_model(model, method=...)`): `registry` registers gptq, awq, hqq, nf4 and
-llm_int8 with the entry point; their layers are hqq_linear.HQQLinear, awq_linear.AWQLinear,
-nf4_linear.NF4Linear and llm_int8_linear.Int8MixedLinear; awq_model finds and folds AWQ's scales.
-
-This layer sits on top: it may import core, inference, training and data, never the teaching
-face (plots, widgets, exercises).
+This layer sits on top: it may import core, inference, training and data, never the teaching face (plots,
+widgets, exercises).
 """
 
-from . import (awq, awq_linear, awq_model, finetune_memory, gptq, hqq, hqq_linear, llm_int8, llm_int8_linear, lora,
-               lora_train, nf4, nf4_linear, registry, rtn, smoothquant, smoothquant_pairs, w8a8_sim, weight)
+from . import awq, finetune_memory, folding, gptq, hqq, llm_int8, lora, nf4, rtn, smoothquant, w8a8_sim, weight
+
+__all__ = ["awq", "finetune_memory", "folding", "gptq", "hqq", "llm_int8", "lora", "nf4", "rtn", "smoothquant",
+           "w8a8_sim", "weight"]

@@ -15,7 +15,7 @@ format and framework overhead are left out; the paper's figures include activati
 
 from __future__ import annotations
 
-from ._checks import check_positive_int
+from ..core.validation import check_positive_int
 
 RECIPES = ("full fp32", "full 16-bit", "LoRA (fp16 base)", "QLoRA (NF4 + DQ base)")
 ADAPTER_BYTES = 4 + 4 + 4 + 4  # fp32 adapter weight, its gradient, Adam's two moments

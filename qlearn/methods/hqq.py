@@ -15,6 +15,11 @@ The scale stays at its min-max value (as the paper and the package's default). T
 this one does, as the paper says. At the file boundary HQQ's (W_q - z) / s with codes 0..2^b - 1 becomes
 qlearn's r = scale * (q - zero_point): scale = 1 / s, q = W_q + qmin, zero_point = z + qmin. The zero
 point stays a float (the solver moves it off the integer grid), stored as float32.
+
+Model level (`quantize_model(model, method="hqq")`): each Linear becomes an HQQLinear, a QuantLinear that keeps
+the float zero point (4 bytes per group instead of 1, counted by model_size_bytes): rounding it to an int8 would
+throw the method away. It always runs the reference path (dequantize, then a float matmul), since the fused
+kernels are built for integer zero points.
 """
 
 from __future__ import annotations
@@ -23,10 +28,16 @@ from dataclasses import dataclass
 
 import torch
 
-from ..core.validation import check_bits, check_bool
-from ..core.primitives import qrange
-from ._checks import check_group_size, check_inputs, check_number, check_positive_int, check_weight
-from .weight import UniformWeight, granularity_for
+from ..core.granularity import PerChannel, PerGroup
+from ..core.primitives import cast_finite, qrange
+from ..core.validation import (check_bits, check_bool, check_group_size, check_inputs, check_number,
+                               check_positive_int, check_weight)
+from ..inference import packing, serialize
+from ..inference.linear import QuantLinear
+from ..inference.registry import QuantMethod, register_method
+from .weight import UniformWeight, granularity_for, group_size_of
+
+__all__ = ["HQQLinear", "HQQWeight", "quantize_layer", "quantize_weight", "shrink_lp"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,10 +73,8 @@ def quantize_weight(W: torch.Tensor, X: torch.Tensor | None = None, bits: int = 
     check_positive_int(iters, "iters")
     lp_norm = check_number(lp_norm, "lp_norm", 0.0, low_inclusive=False, high=1.0)
     beta = check_number(beta, "beta", 0.0, low_inclusive=False)
-    kappa = check_number(kappa, "kappa", 1.0)
+    kappa = check_number(kappa, "kappa", 1.0, high=10.0)
     check_bool(early_stop, "early_stop")
-    if beta == float("inf") or kappa == float("inf"):
-        raise ValueError("beta and kappa must be finite")
 
     W_f = granularity.to_blocks(W.detach().float())  # (out, in/g, g), or (out, in) per row
     top = 2 ** bits - 1  # HQQ codes are 0..2^b - 1
@@ -94,3 +103,79 @@ def quantize_weight(W: torch.Tensor, X: torch.Tensor | None = None, bits: int = 
     W_q = torch.round(W_f * s + z).clamp(0, top).reshape(W.shape)  # (out, in)
     return HQQWeight.from_codes((W_q + qmin).to(torch.int8), 1.0 / s, z + qmin, bits, granularity, W.dtype,
                                 history=tuple(history))
+
+
+class HQQLinear(QuantLinear):
+    """A QuantLinear with `bits`-bit codes and a float32 zero point per group. Build it with `from_weight`.
+
+    W_hat = scale * (W_q - zero_point), Y = X @ W_hat^T + b.
+    Shapes: X (..., in) -> Y (..., out); zero_point granularity.stats_shape((out, in)) float32.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bits: int = 4, granularity=PerGroup(64),
+                 bias: bool = True, dtype: torch.dtype = torch.float32, device=None):
+        super().__init__(in_features, out_features, bits=bits, granularity=granularity, symmetric=False, bias=bias,
+                         kernel="reference", dtype=dtype, device=device)
+        self.zero_point = self.zero_point.to(torch.float32)
+
+    @property
+    def kernel(self) -> str:
+        return "reference"
+
+    @kernel.setter
+    def kernel(self, value: str) -> None:
+        if value not in ("auto", "reference"):
+            raise ValueError(f"kernel must be 'auto' or 'reference' (HQQLinear always runs the reference), got {value!r}")
+        self._cache = None
+
+    @classmethod
+    def from_weight(cls, qw: HQQWeight, bias: torch.Tensor | None = None) -> "HQQLinear":
+        """The layer that stores `qw` (from hqq.quantize_weight) and `bias` (out,) or None."""
+        if not isinstance(qw, HQQWeight):
+            raise TypeError(f"qw must be an HQQWeight from hqq.quantize_weight, got {type(qw).__name__}")
+        out_features, in_features = qw.shape
+        layer = cls(in_features, out_features, bits=qw.bits, granularity=qw.granularity, bias=bias is not None,
+                    dtype=qw.dtype, device=qw.W_q.device)
+        codes = qw.codes()  # (out, in) int8
+        layer.weight_q = codes if qw.bits > 4 else packing.pack(codes, qw.bits)
+        layer.scale = qw.scale.detach().to(torch.float32).clone()
+        layer.zero_point = qw.zero_point.detach().to(torch.float32).clone()
+        if bias is not None:
+            with torch.no_grad():
+                layer.bias.copy_(bias.detach())
+        return layer
+
+    def config(self) -> dict:
+        """The constructor arguments that rebuild this layer's skeleton (for serialize)."""
+        return {"in_features": self.in_features, "out_features": self.out_features, "bits": self.bits,
+                "granularity": self.granularity, "bias": self.bias is not None, "dtype": self.dtype}
+
+    def set_weight(self, W_q, qparams):
+        raise TypeError("HQQLinear stores a float zero point: build it with HQQLinear.from_weight(hqq_weight)")
+
+    def qparams(self):
+        raise ValueError("HQQLinear has a float zero point; a QParams holds integer zero points only")
+
+    def dequantized_weight(self) -> torch.Tensor:
+        """W_hat = scale * (W_q - zero_point), shape (out, in), in the original weight dtype."""
+        q = self.granularity.to_blocks(self.codes().float())  # (out, in/g, g) or (out, in)
+        W_hat = self.scale * (q - self.zero_point)  # same shape
+        return cast_finite(W_hat.reshape(self.out_features, self.in_features), self.dtype)  # (out, in)
+
+
+# ---- model level ---------------------------------------------------------------------------------------------
+
+def quantize_layer(name, linear, X, bits, granularity, symmetric, iters=20, lp_norm=0.7, beta=10.0, kappa=1.01,
+                   early_stop=True) -> HQQLinear:
+    """HQQ's codes and float zero point, in an HQQLinear (data-free: X is None).
+
+    Shapes: linear.weight (out, in) -> HQQLinear (out, in).
+    """
+    qw = quantize_weight(linear.weight.detach(), bits=bits, group_size=group_size_of(granularity), iters=iters,
+                         lp_norm=lp_norm, beta=beta, kappa=kappa, early_stop=early_stop)
+    return HQQLinear.from_weight(qw, linear.bias)
+
+
+register_method(QuantMethod("hqq", quantize_layer, symmetric=(False,), granularities=(PerChannel, PerGroup),
+                            description="HQQ, data-free, float zero point (HQQLinear)"), replace=True)
+serialize.register_layer_type(HQQLinear)

@@ -10,6 +10,15 @@ the 4-bit weights are dequantized on every forward and the gradient flows throug
 Simplified: one adapter per layer (no adapter names, no switching), no bias training, adapters kept in
 float32 whatever the base's dtype (peft's default `autocast_adapter_dtype=True` does the same for fp16/bf16).
 `merge_lora` folds B A into a float nn.Linear: W' = W_hat + (alpha / r) B A, to re-quantize afterwards.
+
+Training (`train_lora`): a small seeded loop, AdamW on A and B only, next-token loss:
+
+    for step in 1..steps:
+        ids  <- `batch_size` windows of `seq_len` tokens of the text, at seeded random offsets
+        loss <- mean cross-entropy of predicting ids[t + 1] from ids[:t + 1]
+        A, B <- AdamW step (the frozen base has no gradient and no optimizer state)
+
+Short windows and a few dozen steps keep it CPU-friendly; the full runs live in benchmarks/bench_qlora.py.
 """
 
 from __future__ import annotations
@@ -19,12 +28,17 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
+from ..core.modules import replace_module
+from ..core.validation import check_bool, check_module, check_number, check_positive_int
 from ..inference.linear import QuantLinear
 from ..inference.quantize_model import model_size_bytes
-from ..inference.targets import exclude_patterns as _exclude_patterns, matches as _matches
-from ._checks import check_number, check_positive_int
-from .nf4_linear import NF4Linear
+from ..inference.targets import exclude_patterns, matches
+from .nf4 import NF4Linear
+
+__all__ = ["LINEARS", "LoRALinear", "LoRAReport", "add_lora", "base_weight", "count_params", "lora_parameters",
+           "merge_lora", "token_windows", "train_lora"]
 
 LINEARS = (nn.Linear, QuantLinear, NF4Linear)
 
@@ -52,6 +66,9 @@ class LoRALinear(nn.Module):
             raise ValueError("dropout must be below 1 (1 would drop every input of the adapter)")
         self.scaling = self.alpha / self.r
         self.base = base
+        if r > min(base.in_features, base.out_features):
+            raise ValueError(f"r={r} is larger than the layer ({base.out_features} x {base.in_features}): a rank-r "
+                             f"update needs r <= {min(base.in_features, base.out_features)}")
         for param in base.parameters():
             param.requires_grad_(False)
         device = next(iter(base.buffers() if not isinstance(base, nn.Linear) else base.parameters())).device
@@ -127,8 +144,7 @@ class LoRAReport:
 
 def count_params(model: nn.Module) -> int:
     """Parameters of `model`, each once; a QuantLinear / NF4Linear weight counts out * in (its codes)."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_module(model)
     seen = {id(p): p.numel() for p in model.parameters()}
     quantized = sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, (QuantLinear, NF4Linear)))
     return sum(seen.values()) + quantized
@@ -139,7 +155,7 @@ def _select(model: nn.Module, patterns: tuple[str, ...]) -> list[str]:
     modules = {name: m for name, m in model.named_modules() if name}
     chosen = []
     for pattern in patterns:
-        hits = [name for name in modules if _matches(name, pattern)]
+        hits = [name for name in modules if matches(name, pattern)]
         if not hits:
             raise ValueError(f"target {pattern!r} matches no module of the model; some module names: "
                              f"{list(modules)[:8]}")
@@ -163,15 +179,14 @@ def add_lora(model: nn.Module, r: int = 8, alpha: float = 16, targets=("q_proj",
 
     Shapes: each target (out, in) gets lora_A (r, in) and lora_B (out, r): r * (in + out) parameters.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_module(model)
     if isinstance(model, LINEARS + (LoRALinear,)):
         raise TypeError("add_lora wraps layers inside a model; for one layer use LoRALinear(layer, r, alpha)")
     if any(isinstance(m, LoRALinear) for m in model.modules()):
         raise ValueError("the model already has LoRA adapters; merge_lora(model) first, or train those")
     check_positive_int(r, "r")
     check_number(alpha, "alpha", 0.0, low_inclusive=False)
-    patterns = _exclude_patterns(targets)
+    patterns = exclude_patterns(targets, "targets")
     if not patterns:
         raise ValueError("targets is empty; name the linear layers to adapt, e.g. ('q_proj', 'v_proj')")
     names = _select(model, patterns)
@@ -181,8 +196,7 @@ def add_lora(model: nn.Module, r: int = 8, alpha: float = 16, targets=("q_proj",
     for param in model.parameters():
         param.requires_grad_(False)
     for name, layer in new.items():
-        parent, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent), child, layer)
+        replace_module(model, name, layer)
     adapters = [p for layer in new.values() for p in (layer.lora_A, layer.lora_B)]
     trainable = sum(p.numel() for p in adapters)
     adapter_bytes = sum(p.numel() * p.element_size() for p in adapters)
@@ -207,14 +221,71 @@ def merge_lora(model: nn.Module) -> nn.Module:
 
     Shapes: W_hat (out, in) + (out, r) @ (r, in) -> W' (out, in).
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_module(model)
     if isinstance(model, LoRALinear):
         raise TypeError("merge_lora works on a model; for one layer call layer.merged()")
     names = [name for name, m in model.named_modules() if isinstance(m, LoRALinear)]
     if not names:
         raise ValueError("the model has no LoRA adapters to merge (add_lora was not called, or already merged)")
     for name in names:
-        parent, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent), child, model.get_submodule(name).merged())
+        replace_module(model, name, model.get_submodule(name).merged())
     return model
+
+
+# ---- training ------------------------------------------------------------------------------------------------
+
+def token_windows(ids: torch.Tensor, seq_len: int, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+    """`batch_size` random windows of `seq_len` tokens from a 1-D id tensor.
+
+    Shapes: ids (n,) -> (batch_size, seq_len).
+    """
+    starts = torch.randint(0, ids.numel() - seq_len + 1, (batch_size,), generator=generator)
+    return torch.stack([ids[s:s + seq_len] for s in starts.tolist()])  # (batch_size, seq_len)
+
+
+def train_lora(model: nn.Module, tokenizer, text: str, steps: int = 20, seq_len: int = 64, batch_size: int = 1,
+               lr: float = 1e-3, weight_decay: float = 0.0, seed: int = 0, progress: bool = True) -> list[float]:
+    """Train the LoRA adapters of `model` on `text` for `steps` AdamW steps; return the loss of each step.
+
+        loss = -1/T * sum_t log p(x_{t+1} | x_<=t)       per window, averaged over the batch
+
+    The model is put in train mode during the loop (dropout of the adapters) and back in eval mode
+    after. Seeded: the same seed, model and text give the same windows and, on one CPU, the same losses.
+
+    Shapes: text -> ids (n,) -> each step a batch (batch_size, seq_len) -> one float per step.
+    """
+    check_module(model, "model (a causal LM with LoRA adapters)")
+    if not callable(tokenizer):
+        raise TypeError(f"tokenizer must be a Hugging Face tokenizer, got {type(tokenizer).__name__}")
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("text must be a non-empty string")
+    for value, name in ((steps, "steps"), (seq_len, "seq_len"), (batch_size, "batch_size")):
+        check_positive_int(value, name)
+    if seq_len < 2:
+        raise ValueError(f"seq_len must be >= 2 (a context and a token to predict), got {seq_len}")
+    check_number(lr, "lr", 0.0, low_inclusive=False)
+    check_number(weight_decay, "weight_decay", 0.0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {seed!r}")
+    check_bool(progress, "progress")
+    params = lora_parameters(model)
+    device = params[0].device
+    ids = tokenizer(text, return_tensors="pt")["input_ids"][0]  # (n,)
+    if ids.numel() < seq_len:
+        raise ValueError(f"text has {ids.numel()} tokens, fewer than seq_len={seq_len}; use a longer text "
+                         f"or a shorter seq_len")
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    losses = []
+    model.train()
+    try:
+        for _ in tqdm(range(steps), desc="LoRA", disable=not progress):
+            batch = token_windows(ids, seq_len, batch_size, generator).to(device)  # (batch, seq_len)
+            loss = model(input_ids=batch, labels=batch).loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+    finally:
+        model.eval()
+    return losses

@@ -13,19 +13,33 @@ Codes and reconstruction follow bitsandbytes' `quantize_4bit(quant_type="nf4")` 
 code table, same x * (1 / absmax), same nearest-code ties); its packed bytes hold the first code in
 the high nibble, ours (`packing.pack`) in the low one. Simplified: blocks run along the input axis,
 so block_size must divide in_features; the tiny code tables are constants and are not counted in nbytes.
+
+Layer and model level: NF4Linear stores the packed codes and the absmax values (float32, or 8-bit with double
+quantization) as buffers, so `state_dict`, `model_size_bytes` and `.to(device)` see the real bytes, and
+dequantizes per forward: Y = X @ W_hat^T + b in X's dtype. The weight is frozen; gradients flow through the input,
+which is what LoRA adapters on top need (QLoRA's frozen base layer). `quantize_model(model, method="nf4",
+granularity=PerGroup(64), double_quant=True)` replaces a model's Linears by NF4Linear.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import math
+
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from ..inference import packing
-from ..core.validation import check_bool
-from ._checks import check_group_size, check_inputs, check_number, check_weight
+from ..core.granularity import PerGroup
+from ..core.primitives import cast_finite
+from ..core.validation import check_bool, check_group_size, check_inputs, check_number, check_positive_int, check_weight
+from ..inference import packing, serialize
+from ..inference.registry import QuantMethod, register_method
 from .weight import QuantizedWeight
+
+__all__ = ["ABSMAX_BLOCK", "NF4_CODE", "NF4_OFFSET", "NF4Linear", "NF4Weight", "absmax_quantize", "dynamic_code",
+           "normal_float_code", "quantize_layer", "quantize_weight"]
 
 NF4_OFFSET = 0.9677083  # outermost quantile: mean of 1 - 1/(2*15) and 1 - 1/(2*16), as bitsandbytes rounds it
 ABSMAX_BLOCK = 256  # double quantization: absmax values per 8-bit block, as bitsandbytes
@@ -125,21 +139,25 @@ class NF4Weight(QuantizedWeight):
         else:
             values = NF4_CODE.to(self.W_q.device)[self.codes().long()]  # (out, in) float32
         blocks = values.reshape(self.shape[0], -1, self.block_size)  # (out, in / block, block)
-        return (blocks * self.absmax_values()).reshape(self.shape).to(self.dtype)
+        return cast_finite((blocks * self.absmax_values()).reshape(self.shape), self.dtype)
 
 
-def quantize_weight(W: torch.Tensor, X: torch.Tensor | None = None, block_size: int = 64,
+def quantize_weight(W: torch.Tensor, X: torch.Tensor | None = None, bits: int = 4, group_size: int = 64,
                     double_quant: bool = False) -> NF4Weight:
-    """NF4 with one absmax per block of `block_size` input columns; data-free (X is checked and unused).
+    """NF4 with one absmax per block of `group_size` input columns; data-free (X is checked and unused).
 
     W_q = nearest NF4 code to W / absmax;  with double_quant the absmax values are stored in 8 bits:
     absmax_q, absmax_scale = absmax_quantize(absmax - mean(absmax), dynamic_code()) per block of 256.
+    NF4 is a 4-bit code: `bits` must be 4 (it is there so that every weight method has one signature).
 
-    Shapes: W (out, in), in % block_size == 0; X (tokens, in) or None -> NF4Weight of W (out, in).
+    Shapes: W (out, in), in % group_size == 0; X (tokens, in) or None -> NF4Weight of W (out, in).
     """
     check_weight(W)
     check_inputs(X, W, required=False, method="nf4")
-    check_group_size(block_size, W.shape[1], "block_size", allow_none=False)
+    if bits != 4 or isinstance(bits, bool):
+        raise ValueError(f"NF4 is a 4-bit code (16 normal quantiles): bits must be 4, got {bits!r}; for 3 or 2 bits "
+                         "use rtn, hqq, gptq or awq")
+    block_size = check_group_size(group_size, W.shape[1], "group_size", allow_none=False)
     check_bool(double_quant, "double_quant")
     out_features, in_features = W.shape
     idx, absmax = absmax_quantize(W.reshape(-1, block_size), NF4_CODE)  # (n_blocks, block), (n_blocks, 1)
@@ -153,3 +171,98 @@ def quantize_weight(W: torch.Tensor, X: torch.Tensor | None = None, block_size: 
     absmax_q, absmax_scale = absmax_quantize(padded, dynamic_code())
     return NF4Weight(W.shape, W.dtype, W_q, block_size, absmax_q=absmax_q.reshape(-1)[:n],
                      absmax_scale=absmax_scale.reshape(-1), absmax_mean=mean)
+
+
+ABSMAX_BUFFERS = ("absmax", "absmax_q", "absmax_scale", "absmax_mean")
+
+
+class NF4Linear(nn.Module):
+    """A Linear layer with NF4 weights. Build one with `NF4Linear.from_linear(linear)`; the constructor
+    makes an empty skeleton (every weight 0) that `load_state_dict` fills."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, block_size: int = 64,
+                 double_quant: bool = False, dtype: torch.dtype = torch.float32, device=None):
+        super().__init__()
+        self.in_features = check_positive_int(in_features, "in_features")
+        self.out_features = check_positive_int(out_features, "out_features")
+        self.block_size = check_group_size(block_size, in_features, "block_size", allow_none=False)
+        self.double_quant = check_bool(double_quant, "double_quant")
+        check_bool(bias, "bias")
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise TypeError(f"dtype (of the reconstructed weight) must be a float dtype, got {dtype!r}")
+        self.dtype = dtype
+        n_blocks = out_features * in_features // block_size
+        zero_code = 0x77  # NF4_CODE[7] == 0 in both nibbles
+        self.register_buffer("weight_q", torch.full((out_features, packing.packed_length(in_features, 4)), zero_code,
+                                                    dtype=torch.uint8, device=device))
+        if double_quant:
+            self.register_buffer("absmax_q", torch.zeros(n_blocks, dtype=torch.uint8, device=device))
+            self.register_buffer("absmax_scale", torch.ones(math.ceil(n_blocks / ABSMAX_BLOCK), device=device))
+            self.register_buffer("absmax_mean", torch.zeros((), device=device))
+        else:
+            self.register_buffer("absmax", torch.ones(out_features, in_features // block_size, 1, device=device))
+        self.bias = nn.Parameter(torch.zeros(out_features, dtype=dtype, device=device)) if bias else None
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, block_size: int = 64, double_quant: bool = False) -> "NF4Linear":
+        """Quantize a trained nn.Linear to NF4 (nf4.quantize_weight), keeping its bias.
+
+        Shapes: linear.weight (out, in) -> weight_q (out, in / 2) uint8 and absmax buffers.
+        """
+        if not isinstance(linear, nn.Linear):
+            raise TypeError(f"from_linear needs a torch.nn.Linear, got {type(linear).__name__}")
+        W = linear.weight.detach()
+        if W.is_meta:
+            raise ValueError("the Linear layer's weight is on the meta device (no values to quantize)")
+        qw = quantize_weight(W, group_size=block_size, double_quant=double_quant)
+        layer = cls(linear.in_features, linear.out_features, bias=linear.bias is not None, block_size=block_size,
+                    double_quant=double_quant, dtype=W.dtype, device=W.device)
+        with torch.no_grad():
+            for name, tensor in qw.stored().items():
+                getattr(layer, "weight_q" if name == "W_q" else name).copy_(tensor)
+            if linear.bias is not None:
+                layer.bias.copy_(linear.bias.detach())
+        return layer
+
+    def config(self) -> dict:
+        """The constructor arguments that rebuild this layer's skeleton (for serialize)."""
+        return {"in_features": self.in_features, "out_features": self.out_features, "bias": self.bias is not None,
+                "block_size": self.block_size, "double_quant": self.double_quant, "dtype": self.dtype}
+
+    def quantized_weight(self) -> NF4Weight:
+        """The stored weight as an NF4Weight (shares the buffers)."""
+        absmax = {name: getattr(self, name) for name in ABSMAX_BUFFERS if hasattr(self, name)}
+        return NF4Weight(torch.Size((self.out_features, self.in_features)), self.dtype, self.weight_q,
+                             self.block_size, **absmax)
+
+    def dequantized_weight(self) -> torch.Tensor:
+        """W_hat (out, in) in the original weight dtype."""
+        return self.quantized_weight().dequantize()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            raise TypeError(f"NF4Linear input must be a floating-point tensor, got "
+                            f"{x.dtype if isinstance(x, torch.Tensor) else type(x).__name__}")
+        if x.ndim == 0 or x.shape[-1] != self.in_features:
+            raise ValueError(f"NF4Linear expects inputs of shape (..., {self.in_features}), got {tuple(x.shape)}")
+        W_hat = self.dequantized_weight().to(x.dtype)  # (out, in), a constant: gradients go to x only
+        return F.linear(x, W_hat, None if self.bias is None else self.bias.to(x.dtype))
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, block_size={self.block_size}, "
+                f"double_quant={self.double_quant}, bias={self.bias is not None}")
+
+
+# ---- model level ---------------------------------------------------------------------------------------------
+
+def quantize_layer(name, linear, X, bits, granularity, symmetric, double_quant=False) -> NF4Linear:
+    """NF4 with one absmax per PerGroup block, in an NF4Linear (data-free: X is None).
+
+    Shapes: linear.weight (out, in) -> NF4Linear (out, in).
+    """
+    return NF4Linear.from_linear(linear, block_size=granularity.group_size, double_quant=double_quant)
+
+
+register_method(QuantMethod("nf4", quantize_layer, bits=(4,), symmetric=(True,), granularities=(PerGroup,),
+                            description="NF4 of QLoRA, block absmax = PerGroup (NF4Linear)"), replace=True)
+serialize.register_layer_type(NF4Linear)

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import torch
 
-from ..core.validation import check_bits, check_bool
 from ..core.primitives import choose_qparams, quantize
-from ._checks import check_group_size, check_inputs, check_weight
+from ..core.validation import check_bits, check_bool, check_group_size, check_inputs, check_weight
 from .weight import UniformWeight, granularity_for
 
 

@@ -20,30 +20,27 @@ Simplified: max|X_j| is the absmax over the calibration batches (no running aver
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from ..core.validation import check_float_tensor
-from ..training.calibrate import calibrate, run_batch
 from ..core.granularity import PerChannel
+from ..core.validation import check_float_tensor, check_module, check_number
+from ..inference.capture import check_batches
+from ..training.calibrate import calibrate, run_batch
 from ..training.observers import MinMaxObserver
-from .smoothquant_pairs import check_pairs, default_pairs
+from .folding import FoldState, check_pairs, check_unchanged, default_pairs, fold, model_output
 
-__all__ = ["SmoothedGroup", "check_alpha", "default_pairs", "input_absmax", "smooth_model", "smoothing_factors"]
+__all__ = ["EPS", "SmoothedGroup", "check_alpha", "default_pairs", "input_absmax", "smooth_model",
+           "smoothing_factors"]
 
 EPS = 1e-5  # the clamp of the reference implementation (mit-han-lab/smoothquant, smooth.py)
-CHECK_RTOL = 1e-3  # smoothing alone may change the output by float rounding only
 
 
 def check_alpha(alpha) -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
-        raise TypeError(f"alpha must be a number in [0, 1], got {alpha!r}")
-    if not 0.0 <= alpha <= 1.0:  # also False for NaN
-        raise ValueError(f"alpha must be in [0, 1] (0: all difficulty stays in X, 1: all in W), got {alpha}")
-    return float(alpha)
+    """alpha is a finite number in [0, 1] (0: all difficulty stays in X, 1: all in W)."""
+    return check_number(alpha, "alpha (0: all difficulty stays in X, 1: all in W)", 0.0, high=1.0)
 
 
 def smoothing_factors(act_absmax: torch.Tensor, W, alpha=0.5) -> torch.Tensor:
@@ -96,14 +93,6 @@ def _divide_input(module, args):
     return (args[0] * module.smooth_input_scale.to(args[0].dtype), *args[1:])
 
 
-def _first_output(out) -> torch.Tensor:
-    if isinstance(out, Mapping):
-        out = next(v for v in out.values() if isinstance(v, torch.Tensor))
-    elif isinstance(out, (tuple, list)):
-        out = out[0]
-    return out.float()
-
-
 @torch.no_grad()
 def smooth_model(model: nn.Module, calibration, alpha=0.5, pairs=None) -> list[SmoothedGroup]:
     """Smooth every (norm, [Linears]) pair in place: norm.weight, norm.bias /= s; each W[:, j] *= s_j.
@@ -115,49 +104,45 @@ def smooth_model(model: nn.Module, calibration, alpha=0.5, pairs=None) -> list[S
 
     Shapes: per pair, s (in,); norm weight, bias (in,); each Linear weight (out, in).
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_module(model)
     alpha = check_alpha(alpha)
-    pairs = default_pairs(model) if pairs is None else pairs
-    modules = check_pairs(model, pairs)
-    if isinstance(calibration, (torch.Tensor, Mapping)):
-        raise TypeError("calibration must be an iterable of batches, e.g. [tokenizer(sentences, ...)], "
-                        "not one batch")
-    calibration = list(calibration)
-    if not calibration:
-        raise ValueError("calibration is empty; smoothing needs at least one batch")
+    if pairs is None:
+        pairs = default_pairs(model)
+        if not pairs:
+            raise ValueError("found no (norm, [Linears]) pairs from the module names; pass pairs=[(norm name or None, "
+                             "[Linear names]), ...]")
+    pairs = check_pairs(model, pairs, allow_none=True)
+    if not pairs:
+        raise ValueError("pairs is empty; name at least one (norm name or None, [Linear names]) pair")
+    modules = dict(model.named_modules())
+    if any(hasattr(modules[n], "smooth_input_scale") for _, linears in pairs for n in linears):
+        raise ValueError("some of these Linears are already smoothed; smooth a fresh copy of the model")
+    calibration = check_batches(calibration, model=model)
     absmax = input_absmax(model, [linears[0] for _, linears in pairs], calibration)
     was_training = model.training
     model.eval()
-    reference = _first_output(run_batch(model, calibration[0]))
-    saved, handles, groups = [], [], []
-    for norm, linears in pairs:
-        lins = [modules[n] for n in linears]
-        s = smoothing_factors(absmax[linears[0]], [m.weight for m in lins], alpha)  # (in,)
-        for lin in lins:
-            saved.append((lin.weight, lin.weight.detach().clone()))
-            lin.weight.mul_(s.to(lin.weight)[None, :])  # (out, in) * (1, in)
-        if norm is None:
-            for lin in lins:
-                lin.register_buffer("smooth_input_scale", (1.0 / s).to(lin.weight))
-                handles.append((lin, lin.register_forward_pre_hook(_divide_input)))
-        else:
-            for p in (modules[norm].weight, getattr(modules[norm], "bias", None)):
-                if isinstance(p, torch.Tensor):
-                    saved.append((p, p.detach().clone()))
-                    p.div_(s.to(p))
-        groups.append(SmoothedGroup(norm, tuple(linears), s, absmax[linears[0]]))
-    change = (_first_output(run_batch(model, calibration[0])) - reference).abs().max()
-    model.train(was_training)
-    if change > CHECK_RTOL * reference.abs().max():
-        for p, original in saved:
-            p.copy_(original)
+    reference = model_output(run_batch(model, calibration[0]))
+    state, handles, groups = FoldState(), [], []
+    try:
+        for norm, linears in pairs:
+            lins = [modules[n] for n in linears]
+            s = smoothing_factors(absmax[linears[0]], [m.weight for m in lins], alpha)  # (in,)
+            if norm is None:  # 1/s runs on the input at run time
+                for lin in lins:
+                    state.scale_(lin.weight, s.to(lin.weight.device))  # (out, in) * (in,)
+                    lin.register_buffer("smooth_input_scale", (1.0 / s).to(lin.weight))
+                    handles.append((lin, lin.register_forward_pre_hook(_divide_input)))
+            else:
+                fold(model, norm, linears, s, state)
+            groups.append(SmoothedGroup(norm, tuple(linears), s, absmax[linears[0]]))
+        dtype = next(model.parameters()).dtype
+        check_unchanged(reference, model_output(run_batch(model, calibration[0])), dtype, "smoothing")
+    except BaseException:
+        state.undo()
         for lin, handle in handles:
             handle.remove()
             del lin.smooth_input_scale
-        folded = [norm for norm, _ in pairs if norm is not None]
-        raise ValueError(f"smoothing changed the model's output by {float(change):.3g} (max |output| "
-                         f"{float(reference.abs().max()):.3g}), so it was undone. A norm whose output also feeds "
-                         f"a residual or another layer cannot take 1/s; pass such pairs with None instead of "
-                         f"the norm. Norms folded: {folded}")
+        raise
+    finally:
+        model.train(was_training)
     return groups

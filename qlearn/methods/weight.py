@@ -1,4 +1,4 @@
-"""What every weight method returns: the tensors it really stores, `.dequantize()` and `.nbytes`.
+"""What every weight method returns (the tensors it really stores, `.dequantize()`, `.nbytes`), and its layer.
 
     qw = method.quantize_weight(W, X, bits=4, group_size=128)
     W_hat = qw.dequantize()      # (out, in), W's dtype: the weight the layer really applies
@@ -14,6 +14,10 @@ Storage is the one `QuantLinear` uses, so a model-level pass stores the same byt
 each), `scale` float32 and `zero_point` int8, both of shape `granularity.stats_shape((out, in))`.
 A symmetric grid stores no zero point (it is 0). HQQ's zero point is a float (the solver moves it
 off the integer grid), stored as float32.
+
+Model level: `uniform_layer(linear, qw)` puts a UniformWeight into a QuantLinear (or a subclass), the layer
+every integer-grid method (rtn, gptq, awq) replaces an nn.Linear with; `group_size_of` turns
+quantize_model's granularity into a method's group size.
 """
 
 from __future__ import annotations
@@ -21,10 +25,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
-from ..inference import packing
 from ..core.granularity import Granularity, PerChannel, PerGroup
-from ..core.primitives import QParams, dequantize, qrange
+from ..core.primitives import QParams, cast_finite, dequantize, qrange
+from ..inference import packing
+from ..inference.linear import QuantLinear
+
+__all__ = ["QuantizedWeight", "UniformWeight", "granularity_for", "group_size_of", "uniform_layer"]
 
 
 def granularity_for(group_size) -> Granularity:
@@ -106,4 +114,26 @@ class UniformWeight(QuantizedWeight):
         if self.zero_point is None or not self.zero_point.is_floating_point():
             return dequantize(self.codes(), self.qparams())
         q = self.granularity.to_blocks(self.codes().float())  # (out, in/g, g) or (out, in)
-        return (self.scale * (q - self.zero_point)).reshape(self.shape).to(self.dtype)
+        return cast_finite((self.scale * (q - self.zero_point)).reshape(self.shape), self.dtype)
+
+
+def group_size_of(granularity) -> int | None:
+    """PerGroup(g) -> g; PerChannel(0) -> None (one scale per output row)."""
+    if isinstance(granularity, PerGroup):
+        return granularity.group_size
+    if isinstance(granularity, PerChannel) and granularity.axis in (0, -2):
+        return None
+    raise ValueError(f"weight methods take PerGroup(g) or PerChannel(0) (one scale per output row), got {granularity}")
+
+
+def uniform_layer(linear: nn.Linear, qw: UniformWeight, activations=None, kernel: str = "auto",
+                  cls: type = QuantLinear) -> QuantLinear:
+    """A QuantLinear (or subclass `cls`) with qw's codes, scale and integer zero point (set_weight), linear's bias."""
+    qparams = qw.qparams()
+    layer = cls(linear.in_features, linear.out_features, bits=qw.bits, granularity=qparams.granularity,
+                symmetric=qparams.symmetric, bias=linear.bias is not None, kernel=kernel,
+                activations=activations, dtype=linear.weight.dtype, device=linear.weight.device)
+    layer.set_weight(qw.codes(), qparams)
+    if linear.bias is not None:
+        layer.bias.data.copy_(linear.bias.detach())
+    return layer

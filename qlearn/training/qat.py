@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.modules import replace_module
 from ..core.validation import check_bits, check_bool
 from ..core.granularity import Granularity, PerChannel, check_granularity
 from .lsq import lsq_fake_quantize, lsq_init_scale, lsq_qparams
@@ -125,12 +126,6 @@ class QATLinear(nn.Linear):
                 f"act_quant={self.act_qparams is not None}")
 
 
-def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
-    """Set the submodule called `name` (dotted, as in named_modules) to `new`."""
-    parent_name, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
-
-
 def prepare_qat(model: nn.Module, layers: list[str] | None = None, act_qparams: dict | None = None,
                 **options) -> nn.Module:
     """A copy of `model` with each named nn.Linear replaced by a QATLinear (options as QATLinear).
@@ -155,7 +150,7 @@ def prepare_qat(model: nn.Module, layers: list[str] | None = None, act_qparams: 
         raise ValueError(f"act_qparams must be a dict whose keys are among layers {layers}, got {act_qparams!r}")
     qmodel = copy.deepcopy(model)
     for name in layers:
-        _replace(qmodel, name, QATLinear.from_linear(modules[name], act_qparams=act_qparams.get(name), **options))
+        replace_module(qmodel, name, QATLinear.from_linear(modules[name], act_qparams=act_qparams.get(name), **options))
     return qmodel
 
 
@@ -198,7 +193,7 @@ def convert(model: nn.Module, kernel: str = "reference") -> nn.Module:
             linear.weight.copy_(layer.weight)
             if layer.bias is not None:
                 linear.bias.copy_(layer.bias)
-        _replace(qmodel, name, QuantLinear.from_linear(
+        replace_module(qmodel, name, QuantLinear.from_linear(
             linear, bits=layer.bits, granularity=layer.granularity, symmetric=layer.symmetric,
             qparams=layer.weight_qparams(), kernel=kernel))
     return qmodel

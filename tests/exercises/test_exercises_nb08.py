@@ -12,7 +12,7 @@ RIGHT_BITS = nb08.double_quant_bits()
 
 def test_double_quant_bits_is_what_nbytes_says():
     W = torch.randn(nb08.DQ_SHAPE)
-    qw = nf4.quantize_weight(W, block_size=nb08.DQ_BLOCK, double_quant=True)
+    qw = nf4.quantize_weight(W, group_size=nb08.DQ_BLOCK, double_quant=True)
     assert 8 * qw.nbytes / W.numel() == pytest.approx(RIGHT_BITS)
     assert 4 + 8 / 128 < RIGHT_BITS < 4 + 32 / 128
 

@@ -22,7 +22,7 @@ def test_alpha_zero_is_rtn_and_search_never_loses_on_calibration():
     qw = awq.quantize_weight(W, X, bits=3, group_size=64, clip=False)
     rtn_hat = rtn.quantize_weight(W, bits=3, group_size=64).dequantize()
     assert qw.alphas[0] == 0.0 and len(qw.alphas) == len(qw.losses) == 20
-    scored = awq.search_tokens(X)  # the losses are scored on at most ~512 evenly spaced tokens
+    scored = awq._search_tokens(X)  # the losses are scored on at most ~512 evenly spaced tokens
     assert awq.CLIP_TOKENS <= scored.shape[0] < 2 * awq.CLIP_TOKENS or scored.shape[0] == X.shape[0]
     assert qw.losses[0] == pytest.approx(awq.output_mse(scored, W, rtn_hat), rel=1e-5)
     assert awq.output_mse(scored, W, qw.dequantize()) == pytest.approx(min(qw.losses), rel=1e-4)
@@ -59,7 +59,7 @@ def test_beats_rtn_on_held_out_tokens_with_outlier_channels(bits, group_size, cl
 def test_clip_search_shrinks_some_groups_and_keeps_the_rest():
     W, X, _, _ = outlier_toy()
     W[0, 0] = 2.0  # one outlier weight: clipping it helps its group
-    c = awq.search_clip(W, X, bits=3, group_size=64, symmetric=False, n_grid=20)
+    c = awq._search_clip(W, X, bits=3, group_size=64, symmetric=False, n_grid=20)
     full = W.reshape(64, -1, 64).abs().amax(-1, keepdim=True)
     assert c.shape == full.shape and bool((c <= full).all()) and bool((c >= 0.5 * full).all())
     assert float(c[0, 0, 0]) < float(full[0, 0, 0])
@@ -70,7 +70,7 @@ def test_clip_search_scores_every_token_through_the_group_gram():
     W, X, _, _ = outlier_toy(out=8, inp=128, tokens=2000)  # 1024 calibration tokens, more than CLIP_TOKENS
     W[0, 0] = 2.0
     bits, g, n_grid = 3, 32, 20
-    c = awq.search_clip(W, X, bits=bits, group_size=g, symmetric=False, n_grid=n_grid)
+    c = awq._search_clip(W, X, bits=bits, group_size=g, symmetric=False, n_grid=n_grid)
     Wg, Xg = W.reshape(8, -1, g), X.reshape(X.shape[0], -1, g)
     full = Wg.abs().amax(-1, keepdim=True)
     errors = []
@@ -89,11 +89,11 @@ def test_round_groups_is_the_rtn_grid():
     W, _, _, _ = outlier_toy()
     for symmetric in (False, True):
         expected = rtn.quantize_weight(W, bits=3, group_size=64, symmetric=symmetric).dequantize()
-        got = awq.round_groups(W.reshape(64, -1, 64), 3, symmetric).reshape(W.shape)
+        got = awq._round_groups(W.reshape(64, -1, 64), 3, symmetric).reshape(W.shape)
         assert torch.equal(got, expected)
 
 
-def test_inner_helpers_reject_bad_arguments():
+def test_minmax_params_rejects_bad_arguments():
     from qlearn.core.primitives import minmax_params
 
     W = torch.randn(4, 2, 8)
@@ -101,11 +101,3 @@ def test_inner_helpers_reject_bad_arguments():
         minmax_params(W.double(), -1, 4, False)
     with pytest.raises(ValueError, match="bits"):
         minmax_params(W, -1, 9, False)
-    with pytest.raises(TypeError, match="symmetric"):
-        awq.round_groups(W, 4, "no")
-    with pytest.raises(ValueError, match="out, groups, g"):
-        awq.round_groups(W.reshape(4, 16), 4, False)
-    with pytest.raises(ValueError, match="divide"):
-        awq.group_gram(torch.randn(10, 12), 8)
-    with pytest.raises(ValueError, match="tokens, in"):
-        awq.group_gram(torch.randn(0, 16), 8)

@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 from qlearn import PerGroup, QuantLinear, quantize_model
-from qlearn.methods import awq_model
-from qlearn.methods.awq_linear import AWQLinear
+from qlearn.methods import folding
+from qlearn.methods.awq import AWQLinear
 
 
 def _llama(kv_heads=4, seed=0):
@@ -40,12 +40,12 @@ def _fold_random_scales(model, pairs, seed=0):
         d = model.get_submodule(layers[0]).in_features
         s = torch.exp(torch.randn(d, generator=g))  # positive, spread over about e^+-2
         with torch.no_grad():
-            awq_model.fold(model, previous, layers, s)
+            folding.fold(model, previous, layers, s)
 
 
 def test_llama_pairs_found_from_names_and_folding_keeps_logits():
     model = _llama()
-    pairs = awq_model.find_pairs(model, _linears(model))
+    pairs = folding.find_pairs(model, _linears(model))
     found = {(p.split(".")[-1], tuple(l.split(".")[-1] for l in ls)) for p, ls in pairs}
     assert found == {("input_layernorm", ("q_proj", "k_proj", "v_proj")), ("post_attention_layernorm",
                      ("gate_proj", "up_proj")), ("v_proj", ("o_proj",)), ("up_proj", ("down_proj",))}
@@ -60,7 +60,7 @@ def test_llama_pairs_found_from_names_and_folding_keeps_logits():
 
 def test_grouped_query_attention_does_not_fold_v_into_o():
     model = _llama(kv_heads=2)
-    pairs = awq_model.find_pairs(model, _linears(model))
+    pairs = folding.find_pairs(model, _linears(model))
     assert not any(p.endswith("v_proj") for p, _ in pairs) and len(pairs) == 3 * 2
 
 
@@ -69,7 +69,7 @@ def test_minilm_folds_value_into_attention_output_and_keeps_embeddings(minilm):
     import copy
 
     model = copy.deepcopy(model)
-    pairs = awq_model.find_pairs(model, _linears(model))
+    pairs = folding.find_pairs(model, _linears(model))
     assert [(p.split(".", 3)[-1], [l.split(".", 3)[-1] for l in ls]) for p, ls in pairs] == \
         [("attention.self.value", ["attention.output.dense"])] * 6
     batch = tokenizer(["A cat sits on the mat.", "Stocks fell sharply today."], padding=True, return_tensors="pt")

@@ -13,7 +13,7 @@ NEEDS_X = {"gptq", "awq"}
 
 def call(name, W=W, X=X, **kwargs):
     if name == "nf4":
-        kwargs.setdefault("block_size", 32)
+        kwargs.setdefault("group_size", 32)
     else:
         kwargs.setdefault("group_size", 32)
     return METHODS[name].quantize_weight(W, X, **kwargs)
@@ -82,8 +82,8 @@ def test_group_size_must_divide(name, group_size, match):
 
 @pytest.mark.parametrize("block_size", [48, 0, None], ids=["48", "0", "None"])
 def test_nf4_block_size(block_size):
-    with pytest.raises((ValueError, TypeError), match="block_size"):
-        nf4.quantize_weight(W, block_size=block_size)
+    with pytest.raises((ValueError, TypeError), match="group_size"):
+        nf4.quantize_weight(W, group_size=block_size)
 
 
 BAD_OPTIONS = [

@@ -5,7 +5,8 @@ import torch
 from torch import nn
 
 from qlearn.methods.llm_int8 import Int8Weight, int8_mixed_matmul, int_matmul, outlier_columns
-from qlearn.methods.llm_int8_linear import Int8MixedLinear, outlier_report, replace_linears
+from qlearn import quantize_model
+from qlearn.methods.llm_int8 import Int8MixedLinear
 
 OUTLIER_COLS = [3, 17, 40]
 
@@ -109,16 +110,16 @@ def test_layer_matches_function_and_records_outliers():
     assert layer.outliers_seen.nonzero().reshape(-1).tolist() == OUTLIER_COLS
 
 
-def test_replace_linears_and_report():
+def test_quantize_model_and_its_report_stats():
     model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 8))
     X, _ = planted()
     ref = model(X)
-    names = replace_linears(model, threshold=6.0)
-    assert names == ["0", "2"] and isinstance(model[0], Int8MixedLinear)
+    report = quantize_model(model, bits=8, method="llm_int8", threshold=6.0)
+    assert report.replaced == ("0", "2") and isinstance(model[0], Int8MixedLinear)
     y = model(X)
     assert (y - ref).abs().max() < 0.05 * ref.abs().max()
-    report = outlier_report(model)
-    assert report["0"]["last"] == 3 and report["0"]["seen"] == 3
+    stats = report.stats()
+    assert stats["0"]["float_columns_last"] == 3 and stats["0"]["float_columns_seen"] == 3
 
 
 # ---- bitsandbytes' Linear8bitLt as the oracle ---------------------------------------------------------
@@ -199,5 +200,3 @@ def test_bad_int_matmul_and_layer_inputs():
         Int8MixedLinear.from_linear(nn.Conv1d(2, 2, 1))
     with pytest.raises(ValueError, match="threshold"):
         Int8MixedLinear.from_linear(nn.Linear(8, 4), threshold=-2)
-    with pytest.raises(ValueError, match="not nn.Linear"):
-        replace_linears(nn.Sequential(nn.Linear(8, 4)), names=["1"])

@@ -8,7 +8,8 @@ from torch import nn
 
 from qlearn.inference.linear import QuantLinear
 from qlearn.methods.lora import LoRALinear, add_lora, count_params, lora_parameters, merge_lora
-from qlearn.methods.nf4_linear import NF4Linear, replace_linears_nf4
+from qlearn import PerGroup, quantize_model
+from qlearn.methods.nf4 import NF4Linear
 
 TARGETS = ("q_proj", "v_proj", "down_proj")
 
@@ -125,7 +126,7 @@ def test_quantized_base_trains_adapters_only(kind):
 def test_nf4_model_with_lora_report():
     model = tiny_llama()
     n_float = count_params(model)
-    replaced = replace_linears_nf4(model, block_size=32)
+    replaced = quantize_model(model, bits=4, method="nf4", granularity=PerGroup(32)).replaced
     assert "lm_head" not in replaced and len(replaced) == 14  # tied lm_head stays in float
     assert count_params(model) == n_float
     model, report = add_lora(model, r=2, alpha=4, targets=TARGETS)
@@ -145,7 +146,7 @@ def test_nf4_model_with_lora_report():
     ({"targets": ("nope",)}, ValueError, "matches no module.*some module names"),
     ({"targets": ("mlp",)}, TypeError, "not a linear layer"),
     ({"targets": ()}, ValueError, "targets is empty"),
-    ({"targets": (3,)}, TypeError, "module names or glob patterns"),
+    ({"targets": (3,)}, TypeError, "targets must be a module name or glob pattern"),
     ({"dropout": 1.0}, ValueError, "dropout must be below 1"),
     ({"dropout": -0.1}, ValueError, "dropout must be >= 0"),
 ], ids=["r0", "r-float", "r-bool", "alpha0", "alpha-str", "no-match", "non-linear", "empty", "target-int",
@@ -169,15 +170,3 @@ def test_bad_models():
         merge_lora(tiny_llama())
     with pytest.raises(ValueError, match="no LoRA adapters"):
         lora_parameters(tiny_llama())
-
-
-def test_replace_linears_nf4_bad_inputs():
-    with pytest.raises(ValueError, match="matches no module"):
-        replace_linears_nf4(tiny_llama(), targets=("nope",))
-    with pytest.raises(ValueError, match="no nn.Linear layer"):
-        replace_linears_nf4(tiny_llama(), exclude=("model",))
-    with pytest.raises(TypeError, match="holding Linear layers"):
-        replace_linears_nf4(nn.Linear(4, 4))
-    model = tiny_llama()
-    assert replace_linears_nf4(model, targets=("*.mlp.*",), block_size=32) == tuple(
-        f"model.layers.{i}.mlp.{p}" for i in range(2) for p in ("gate_proj", "up_proj", "down_proj"))

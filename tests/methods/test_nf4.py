@@ -39,7 +39,7 @@ def test_code_is_quantiles_of_the_normal():
 def test_codes_and_dequantize_equal_bitsandbytes(block_size, dtype):
     W = (torch.randn(48, 256) * 0.02).to(dtype)
     W[3, :block_size] = 0.0  # an all-zero block
-    qw = nf4.quantize_weight(W, block_size=block_size)
+    qw = nf4.quantize_weight(W, group_size=block_size)
     packed, state = bnb_functional.quantize_4bit(W, blocksize=block_size, quant_type="nf4")
     assert torch.equal(qw.W_q.reshape(-1), bnb_nibbles_to_ours(packed.reshape(-1)))
     assert torch.equal(qw.absmax.reshape(-1), state.absmax)
@@ -52,7 +52,7 @@ def test_codes_and_dequantize_equal_bitsandbytes(block_size, dtype):
 
 def test_double_quant_matches_bitsandbytes():
     W = torch.randn(300, 512) * 0.05  # 2400 blocks: 9 full 256-blocks of absmax and a partial one
-    qw = nf4.quantize_weight(W, block_size=64, double_quant=True)
+    qw = nf4.quantize_weight(W, group_size=64, double_quant=True)
     packed, state = bnb_functional.quantize_4bit(W, blocksize=64, quant_type="nf4", compress_statistics=True)
     assert torch.equal(qw.W_q.reshape(-1), bnb_nibbles_to_ours(packed.reshape(-1)))
     assert torch.allclose(qw.absmax_mean, state.offset.reshape(()))
@@ -79,7 +79,7 @@ def test_double_quant_picks_the_nearest_absmax_code():
 @pytest.mark.parametrize("double_quant", [False, True], ids=["fp32-absmax", "double-quant"])
 def test_bits_per_weight(double_quant):
     W = torch.randn(256, 512)
-    qw = nf4.quantize_weight(W, block_size=64, double_quant=double_quant)
+    qw = nf4.quantize_weight(W, group_size=64, double_quant=double_quant)
     n_blocks = W.numel() // 64
     expected = 4.5 if not double_quant else 4 + 8 / 64 + (32 * math.ceil(n_blocks / 256) + 32) / W.numel()
     assert qw.bits_per_weight == pytest.approx(expected)
@@ -88,7 +88,7 @@ def test_bits_per_weight(double_quant):
 
 def test_nf4_beats_absmax_int4_on_gaussian_weights():
     W = torch.randn(256, 512)
-    nf4_mse = float((nf4.quantize_weight(W, block_size=64).dequantize() - W).square().mean())
+    nf4_mse = float((nf4.quantize_weight(W, group_size=64).dequantize() - W).square().mean())
     int4 = rtn.quantize_weight(W, bits=4, group_size=64, symmetric=True).dequantize()
     assert nf4_mse < float((int4 - W).square().mean())
 
@@ -96,6 +96,6 @@ def test_nf4_beats_absmax_int4_on_gaussian_weights():
 @pytest.mark.parametrize("shape, block", [((6, 64), 32), ((4, 9), 3)], ids=["even-in-byte-table", "odd-in-codes"])
 def test_dequantize_paths_agree_with_the_codes(shape, block):
     W = torch.randn(shape, generator=torch.Generator().manual_seed(0))
-    qw = nf4.quantize_weight(W, block_size=block)
+    qw = nf4.quantize_weight(W, group_size=block)
     expected = (nf4.NF4_CODE[qw.codes().long()].reshape(shape[0], -1, block) * qw.absmax_values()).reshape(shape)
     assert torch.equal(qw.dequantize(), expected)

@@ -7,7 +7,7 @@ from torch import nn
 
 from qlearn import model_size_bytes
 from qlearn.methods import nf4
-from qlearn.methods.nf4_linear import NF4Linear
+from qlearn.methods.nf4 import NF4Linear
 
 bnb_functional = pytest.importorskip("bitsandbytes.functional")
 

@@ -10,10 +10,10 @@ from qlearn import PerChannel, PerGroup, load_quantized, model_size_bytes, quant
 from qlearn.inference.linear import QuantLinear
 from qlearn.inference.registry import get_method
 from qlearn.methods import gptq, hqq, llm_int8
-from qlearn.methods.awq_linear import AWQLinear
-from qlearn.methods.hqq_linear import HQQLinear
-from qlearn.methods.llm_int8_linear import Int8MixedLinear
-from qlearn.methods.nf4_linear import NF4Linear
+from qlearn.methods.awq import AWQLinear
+from qlearn.methods.hqq import HQQLinear
+from qlearn.methods.llm_int8 import Int8MixedLinear
+from qlearn.methods.nf4 import NF4Linear
 
 from .toys import ar1_inputs
 

@@ -6,7 +6,7 @@ import torch
 from qlearn.core.granularity import PerChannel
 from qlearn.core.primitives import QParams, choose_qparams, dequantize, quantize
 from qlearn.methods import gptq, rtn
-from qlearn.methods.shrink_grid import shrink_params
+shrink_params = gptq.shrink_params
 
 from .toys import ar1_inputs, orthogonal_inputs, output_error
 
@@ -101,11 +101,10 @@ def test_rejects_what_is_not_a_finite_2d_float32_block(w, error, match):
 
 def test_chunked_search_gives_the_same_grid(monkeypatch):
     """A weight too large for one chunk of candidates is searched in several: the result must not change."""
-    from qlearn.methods import shrink_grid
 
     w = heavy_rows(16, 32, seed=4)
     whole = [shrink_params(w, 2, False, coarse=c) for c in (1, 5)]
-    monkeypatch.setattr(shrink_grid, "_CHUNK", 3 * w.numel())  # 3 candidates per chunk
+    monkeypatch.setattr(gptq, "_CHUNK", 3 * w.numel())  # 3 candidates per chunk
     for coarse, expected in zip((1, 5), whole):
         chunked = shrink_params(w, 2, False, coarse=coarse)
         assert torch.equal(chunked.scale, expected.scale) and torch.equal(chunked.zero_point, expected.zero_point)
