@@ -20,7 +20,14 @@ scores. These counts add up to int(in * s) per row, and each block still chooses
 prune. mask="block" is the reference's rule (IST-DASLab/sparsegpt sparsegpt.py, fasterprune): one threshold
 over the block's out x block_size scores, thresh = sorted(scores)[int(numel * s)], pruning every score <=
 thresh, so rows differ in sparsity, and each block prunes int(numel * s) + 1 weights (more on ties): even at
-sparsity 0 it removes the lowest-scoring weight of each block. It is kept as is so the masks match.
+sparsity 0 it removes the lowest-scoring weight of each block. It is kept as is so the masks match. Free
+to spread the zeros unevenly over rows, it reaches a lower layer error than "row" (3 to 20 % lower on the
+MiniLM and SmolLM2 layers measured at 50 %). Ties between equal scores in an n:m group go to the earlier
+column (a stable sort; the reference's topk may pick another of the tied, which only happens between weights
+that are 0 already and changes no weight).
+
+SparseGPT fits the weights to H, the calibration inputs' statistics: with fewer calibration tokens than a few
+times in_features it fits them too well, and its error on other inputs can exceed magnitude pruning's.
 
 As the reference: damp * mean(diag H) on the diagonal; a column that never sees input (diag H = 0, "dead")
 gets H[j, j] = 1 and W[:, j] = 0 (its weights score 0, so they are pruned first, and a dead column's kept
@@ -29,6 +36,8 @@ joint mode rounds to 0). Simplified / different: the joint mode fits the course'
 or per group of `group_size` columns, as gptq.py does: on the group's current weights (the pruned ones
 included, as the reference fits its grid on the dense W) when its first column is reached; the reference
 fits one asymmetric grid per row before the loop, the same thing when group_size=None and no column is dead.
+H is 2 X^T X / tokens (gptq.hessian); the reference divides by the number of sequences instead, a scale that
+changes no mask and no weight (the damping is relative to mean(diag H)).
 The mask is a tensor-level result; the model-level pass (block by block through the model) lives elsewhere.
 """
 

@@ -16,7 +16,9 @@ Objective (a proxy, nothing is solved): for each row i, remove the set P_i, |P_i
 sum over j in P_i of S_ij, a cheap estimate of the row's output error || X_P W_iP^T ||.
 
 As the reference (locuslab/wanda lib/prune.py, prune_wanda): ties in a row go to the earlier input (its stable
-sort), the count per row is int(in * sparsity). Simplified: the reference accumulates ||X_j||^2 / (number of
+sort), the count per row is int(in * sparsity). In an n:m group the earlier input goes first too (a stable
+sort), where the reference's topk may pick another of the tied: between equal scores only, such as two zero
+weights, so no weight differs. Simplified: the reference accumulates ||X_j||^2 / (number of
 batches) over its batches; a factor shared by all columns changes no row's order, so here it is the plain norm
 of one X (tokens, in). Its "variant" (a cumulative-score threshold per row) and its model-level pass (block by
 block through the model) are not part of this tensor-level file.

@@ -251,8 +251,10 @@ REAL_CASES = [(MINILM[0], 0.5, None, None), (MINILM[0], 0.5, "2:4", None), (MINI
               (MINILM[1], 0.5, "4:8", None), (MINILM[2], 0.5, None, 4)]
 
 
-@pytest.mark.parametrize("name,sparsity,pattern,bits", REAL_CASES,
-                         ids=["query-50%", "query-2:4", "intermediate-50%", "intermediate-4:8", "output-50%-joint-4bit"])
+REAL_IDS = ["query-50%", "query-2:4", "intermediate-50%", "intermediate-4:8", "output-50%-joint-4bit"]
+
+
+@pytest.mark.parametrize("name,sparsity,pattern,bits", REAL_CASES, ids=REAL_IDS)
 def test_equals_reference_on_real_minilm_layers(minilm_layers, name, sparsity, pattern, bits):
     W, X = minilm_layers[name]
     check_equals_reference(W, X, sparsity, pattern, bits)
