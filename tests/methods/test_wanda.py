@@ -7,7 +7,7 @@ below, on random and on real MiniLM layers with the inputs they receive for the 
 import pytest
 import torch
 
-from qlearn.compression.prune import magnitude_prune, nm_mask
+from qlearn.compression.prune import magnitude_prune, nm_mask, row_mask
 from qlearn.data import llm, models
 from qlearn.inference.capture import capture_inputs
 from qlearn.methods import wanda
@@ -197,3 +197,19 @@ def test_bad_input_is_refused(case, kwargs, error, match):
 def test_pattern_must_divide_in_features():
     with pytest.raises(ValueError, match="multiple of 8"):
         wanda.prune_weight(torch.randn(4, 36), torch.randn(8, 36), pattern="4:8")
+
+
+MASK_BAD = [
+    ("row-k-too-big", lambda: row_mask(torch.rand(4, 8), 9), ValueError, "k must be"),
+    ("row-k-float", lambda: row_mask(torch.rand(4, 8), 2.0), ValueError, "k must be"),
+    ("row-1d", lambda: row_mask(torch.rand(8), 2), ValueError, "2-D"),
+    ("nm-m-divides", lambda: nm_mask(torch.rand(4, 10), 2, 4), ValueError, "m dividing"),
+    ("nm-n-above-m", lambda: nm_mask(torch.rand(4, 8), 5, 4), ValueError, "0 <= n <= m"),
+    ("nm-nan", lambda: nm_mask(torch.full((4, 8), float("nan")), 2, 4), ValueError, "NaN"),
+]
+
+
+@pytest.mark.parametrize("case,call,error,match", MASK_BAD, ids=[b[0] for b in MASK_BAD])
+def test_mask_helpers_refuse_bad_input(case, call, error, match):
+    with pytest.raises(error, match=match):
+        call()
