@@ -6,6 +6,10 @@ keep the weights that matter most by the simplest measure, their magnitude.
     layer-wise:  in each weight W, remove the k = floor(s * W.numel()) smallest |w|
     global:      pool every layer's |w|, remove the k = floor(s * total) smallest overall,
                  so layers with many small weights lose more than layers with large ones
+    per row:     row_mask(scores, k) removes the k lowest scores of every output row, and
+                 nm_mask(scores, n, m) n of every m consecutive inputs (2:4, 4:8: NVIDIA's sparse pattern);
+                 with scores = |W| they are magnitude pruning per row and to 2:4; Wanda and SparseGPT
+                 (qlearn.methods) pass their own scores
 
 A removed weight is set to exactly 0 and kept at 0 while the model is fine-tuned: the mask is
 attached with `torch.nn.utils.prune.custom_from_mask`, which recomputes

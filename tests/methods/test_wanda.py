@@ -70,6 +70,7 @@ def test_every_row_loses_exactly_int_in_times_sparsity_lowest_scores(sparsity):
     assert ((~keep).sum(dim=1) == k).all()
     assert torch.equal(W_p, W * keep)  # kept weights unchanged, no update
     S = W.abs() * X.norm(dim=0)
+    assert torch.allclose(wanda.scores(W, X), S)
     pruned_max = S.masked_fill(keep, float("-inf")).amax(dim=1)  # (out,)
     kept_min = S.masked_fill(~keep, float("inf")).amin(dim=1)  # (out,)
     assert (pruned_max <= kept_min).all()  # the k lowest of each row
