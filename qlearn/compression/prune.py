@@ -6,6 +6,10 @@ keep the weights that matter most by the simplest measure, their magnitude.
     layer-wise:  in each weight W, remove the k = floor(s * W.numel()) smallest |w|
     global:      pool every layer's |w|, remove the k = floor(s * total) smallest overall,
                  so layers with many small weights lose more than layers with large ones
+    per row:     row_mask(scores, k) removes the k lowest scores of every output row, and
+                 nm_mask(scores, n, m) n of every m consecutive inputs (2:4, 4:8: NVIDIA's sparse pattern);
+                 with scores = |W| they are magnitude pruning per row and to 2:4; Wanda and SparseGPT
+                 (qlearn.methods) pass their own scores
 
 A removed weight is set to exactly 0 and kept at 0 while the model is fine-tuned: the mask is
 attached with `torch.nn.utils.prune.custom_from_mask`, which recomputes
@@ -23,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from ..core.validation import check_float_tensor
+from ..core.validation import check_choice, check_float_tensor
 
 SCOPES = ("layer", "global")
 
@@ -154,3 +158,69 @@ def weight_sparsity(model: nn.Module, layers: Iterable[str] | None = None) -> di
     out = {n: zeros[n] / sizes[n] for n in chosen}
     out["total"] = sum(zeros.values()) / sum(sizes.values())
     return out
+
+
+# ---------- masks chosen per output row: a fixed count per row, or the n:m pattern ----------
+
+NM_PATTERNS = ("2:4", "4:8")
+
+
+def check_pattern(pattern, in_features: int, sparsity: float | None = None) -> tuple[int, int] | None:
+    """(n, m) for an n:m pattern string (n zeros in every m consecutive inputs), None for None (unstructured).
+
+    Raises unless `pattern` is None or one of NM_PATTERNS, m divides in_features, and `sparsity` (when given
+    with a pattern) equals n / m: the pattern fixes the sparsity, a different one would be silently ignored.
+    """
+    if check_choice(pattern, "pattern", (None,) + NM_PATTERNS) is None:
+        return None
+    n, m = (int(part) for part in pattern.split(":"))
+    if in_features % m:
+        raise ValueError(f"pattern {pattern!r} needs in_features to be a multiple of {m}, got {in_features}; "
+                         "prune this layer unstructured (pattern=None) instead")
+    if sparsity is not None and sparsity != n / m:
+        raise ValueError(f"pattern {pattern!r} removes {n} of every {m} weights, a sparsity of {n / m:g}; got "
+                         f"sparsity={sparsity:g}: leave sparsity at its default or pass {n / m:g}")
+    return n, m
+
+
+def _check_scores(scores) -> torch.Tensor:
+    check_float_tensor(scores, "scores")
+    if scores.ndim != 2:
+        raise ValueError(f"scores must be 2-D (out_features, in_features), got shape {tuple(scores.shape)}")
+    return scores
+
+
+def row_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep-mask that removes the k lowest scores of every row (ties: the earlier column goes first).
+
+    mask[i, j] = False for the k smallest scores[i, :] (a stable sort decides ties), True elsewhere.
+    With scores = |W| this is magnitude pruning per output row.
+
+    Shapes: scores (out, in) -> mask (out, in) bool.
+    """
+    _check_scores(scores)
+    if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= scores.shape[1]:
+        raise ValueError(f"k must be an int from 0 to {scores.shape[1]} (the weights removed per row), got {k!r}")
+    keep = torch.ones_like(scores, dtype=torch.bool)
+    return keep.scatter_(1, scores.sort(dim=1, stable=True).indices[:, :k], False)
+
+
+def nm_mask(scores: torch.Tensor, n: int, m: int) -> torch.Tensor:
+    """Keep-mask with exactly n zeros in every m consecutive entries of a row: the n lowest scores of each m.
+
+    For each row i and each group j0 = 0, m, 2m, ...: mask[i, j0:j0+m] is False at the n smallest scores
+    (ties: the earlier column goes first), True elsewhere. With scores = |W| and n:m = 2:4 this is
+    magnitude pruning to NVIDIA's 2:4 pattern.
+
+    Shapes: scores (out, in), m divides in -> mask (out, in) bool.
+    """
+    _check_scores(scores)
+    for value, name in ((n, "n"), (m, "m")):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+    if not 0 <= n <= m or m == 0 or scores.shape[1] % m:
+        raise ValueError(f"need 0 <= n <= m and m dividing in_features={scores.shape[1]}, got n={n}, m={m}")
+    groups = scores.reshape(scores.shape[0], -1, m)  # (out, in / m, m)
+    keep = torch.ones_like(groups, dtype=torch.bool)
+    keep.scatter_(2, groups.sort(dim=2, stable=True).indices[..., :n], False)  # (out, in / m, m)
+    return keep.reshape(scores.shape)  # (out, in)
