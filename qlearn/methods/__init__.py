@@ -18,6 +18,8 @@ them up in one loop:
     smoothquant SmoothQuant (smooth_model, then rtn with activations=8)
     w8a8_sim    simulated W8A8 / W8A6 (fake quantization, notebook 09)
     lora        LoRA adapters and their training loop (QLoRA over NF4Linear, notebook 10)
+    wanda       Wanda: prune by |W| * ||X_j|| per output row, no update (pruning an LLM, notebook 13)
+    sparsegpt   SparseGPT: GPTQ's OBS loop with zeros, block-wise masks, optional joint quantization
     finetune_memory  the bytes of full, LoRA and QLoRA fine-tuning
 
 Shared pieces, one home each: `weight` (the quantized-weight container, and a QuantLinear built from it) and
@@ -28,7 +30,8 @@ This layer sits on top: it may import core, inference, training and data, never 
 widgets, exercises).
 """
 
-from . import awq, finetune_memory, folding, gptq, hqq, llm_int8, lora, nf4, rtn, smoothquant, w8a8_sim, weight
+from . import (awq, finetune_memory, folding, gptq, hqq, llm_int8, lora, nf4, rtn, smoothquant, sparsegpt, w8a8_sim,
+               wanda, weight)
 
 __all__ = ["awq", "finetune_memory", "folding", "gptq", "hqq", "llm_int8", "lora", "nf4", "rtn", "smoothquant",
-           "w8a8_sim", "weight"]
+           "sparsegpt", "w8a8_sim", "wanda", "weight"]

@@ -211,14 +211,16 @@ def test_hessian_is_the_references_running_average_up_to_its_scale():
     """The reference divides by the number of sequences it saw, not of tokens: H differs by a factor tokens / 3,
     which changes nothing (the damping is relative, the scores and updates scale out)."""
     X = ar1_inputs(300, 64)
-    assert torch.allclose(gptq.hessian(X) * 300 / 3, reference_hessian(X.split(100), 64), rtol=1e-4, atol=1e-4)
+    assert torch.allclose(gptq.hessian(X).float() * 300 / 3, reference_hessian(X.split(100), 64), rtol=1e-4, atol=1e-4)
 
 
 def test_inverse_factor_is_the_references():
-    """gptq's shared factor equals the reference's up to float rounding (its mean(diag H) sums in another order)."""
-    H = gptq.hessian(ar1_inputs(300, 200))
+    """gptq's shared factor is the reference's times sqrt(mean(diag H)) (gptq factors H / mean(diag H), which
+    only rescales U), up to float rounding."""
+    H = gptq.hessian(ar1_inputs(300, 200)).float()
     U = gptq.inverse_hessian_factor(H, 0.01)
-    assert torch.allclose(U, reference_inverse_factor(H, 0.01), rtol=1e-4, atol=1e-6)
+    expected = reference_inverse_factor(H, 0.01) * H.diagonal().mean().sqrt()
+    assert torch.allclose(U, expected, rtol=1e-3, atol=1e-4)  # ours runs in float64, the reference in float32
 
 
 CASES = [(0.5, None, None), (0.3, None, None), (0.5, "2:4", None), (0.5, "4:8", None), (0.5, None, 4),
