@@ -31,7 +31,7 @@ COLAB_STAMP := $(VENV_COLAB)/.qlearn-installed
 CHROMIUM ?= /usr/bin/chromium
 SUDO := $(shell test "$$(id -u)" -eq 0 || echo sudo)
 
-.PHONY: install lab test unit notebooks notebooks-portable execute-notebooks bench clean chromium test-browser \
+.PHONY: install lab test unit lint notebooks notebooks-portable execute-notebooks bench clean chromium test-browser \
 	install-colab test-colab
 
 $(STAMP): pyproject.toml
@@ -49,7 +49,7 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: install
 	$(BIN)/jupyter lab $(ROOT_FLAG) notebooks/00_start_here.ipynb
 
-test: install chromium
+test: install chromium lint
 	QLEARN_REQUIRE_BROWSER=1 $(BIN)/python -m pytest tests
 	$(MAKE) --no-print-directory notebooks-portable
 	$(MAKE) --no-print-directory test-colab
@@ -60,7 +60,7 @@ unit: install
 # Everything `make test` runs except what needs chromium (root or sudo on Debian/Ubuntu): unit tests and nbval
 # here, and the Colab-stack tests without their browser part.
 .PHONY: test-no-browser
-test-no-browser: install install-colab
+test-no-browser: install install-colab lint
 	$(BIN)/python -m pytest tests --ignore=tests/browser
 	$(MAKE) --no-print-directory notebooks-portable
 	$(COLAB_PYTEST)
@@ -82,13 +82,13 @@ notebooks-portable: install
 execute-notebooks: install
 	$(BIN)/python scripts/execute_notebooks.py notebooks/*.ipynb
 
+# Every benchmark in benchmarks/, one after the other (each prints its own ratio tables).
 bench: install
-	$(BIN)/python benchmarks/bench_linear.py
-	$(BIN)/python benchmarks/bench_qat.py
-	$(BIN)/python benchmarks/bench_compression.py
-	$(BIN)/python benchmarks/bench_weight_methods.py
-	$(BIN)/python benchmarks/bench_activation_methods.py
-	$(BIN)/python benchmarks/bench_llm.py
+	@for script in benchmarks/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+# ruff: pyflakes, pycodestyle (line length 120) and import order, configured in pyproject.toml.
+lint: install
+	$(BIN)/ruff check qlearn tests benchmarks scripts
 
 # Debian's chromium for the browser test (Playwright's own browser download is not used).
 chromium:
