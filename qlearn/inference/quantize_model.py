@@ -107,7 +107,9 @@ def quantize_model(model: nn.Module, bits: int = 8, granularity=PerChannel(), ac
 
     method: a registered name ("rtn", "gptq", "awq", "hqq", "nf4", "llm_int8"; see qlearn.inference.registry.METHODS)
     calibration: an iterable of batches, each run as model(**batch) for a dict, else model(batch); needed by
-        gptq and awq, checked but unused by the data-free methods. symmetric=None takes the method's default (rtn: True; gptq, awq, hqq: False).
+        gptq and awq, checked but unused by the data-free methods. symmetric=None takes the method's default: below 8 bits asymmetric
+        (a zero point per group, as torchao's int4 and optimum-quanto's qint4) wherever the method allows it, at 8
+        bits rtn is symmetric.
     activations=None keeps float activations (W8A16, W4A16, ...); activations=8 quantizes them dynamically
     per token (W8A8), for methods whose layer is a QuantLinear; with activation_granularity=PerTensor() the
     activations are static per tensor, and the model needs `qlearn.calibrate_activations(model,

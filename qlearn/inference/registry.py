@@ -42,7 +42,9 @@ def _keywords(fn, fn_name: str) -> set[str]:
 class QuantMethod:
     """A weight-quantization method for `quantize_model` (see the module docstring for the protocol).
 
-    bits / symmetric / granularities: what the method supports; the first `symmetric` value is its default.
+    bits / symmetric / granularities: what the method supports. The default of `symmetric` (None) follows the
+    ecosystem: below 8 bits a zero point wherever the method allows one (torchao's int4, optimum-quanto's qint4,
+    GPTQ and AWQ all use one there), at 8 bits the first `symmetric` value.
     """
 
     name: str
@@ -79,6 +81,10 @@ class QuantMethod:
         return option in _keywords(fn, fn_name) or (option in PASSED_BY_DRIVER
                                                     and option in inspect.signature(fn).parameters)
 
+    def default_symmetric(self, bits: int) -> bool:
+        """Asymmetric below 8 bits when the method allows it, else the first value of `symmetric`."""
+        return False if bits < 8 and False in self.symmetric else self.symmetric[0]
+
     def check(self, bits, granularity, symmetric, options: dict) -> bool:
         """Raise for bits, a granularity type, a symmetric value or an option this method does not take.
 
@@ -91,10 +97,10 @@ class QuantMethod:
             allowed = ", ".join(f"{g.__name__}()" for g in self.granularities)
             raise TypeError(f"method {self.name!r} takes granularity {allowed}, got {granularity!r}")
         if symmetric is None:
-            symmetric = self.symmetric[0]
+            symmetric = self.default_symmetric(bits)
         if not isinstance(symmetric, bool) or symmetric not in self.symmetric:
             raise ValueError(f"method {self.name!r} takes symmetric in {list(self.symmetric)} (or None for its "
-                             f"default, {self.symmetric[0]}), got {symmetric!r}")
+                             f"default, {self.default_symmetric(bits)} at {bits} bits), got {symmetric!r}")
         unknown = sorted(set(options) - self.options)
         if unknown:
             raise TypeError(f"method {self.name!r} takes no option {unknown}; its options: {sorted(self.options)}")
