@@ -185,9 +185,10 @@ def layer_from_config(entry: dict, kernel: str = "auto", where: str = "layer") -
         unset = sorted(_arguments(cls) - set(config))
         raise ValueError(f"{where}: {cls.__name__}({call}) refuses: {type(err).__name__}: {err}"
                          + (f" (not in the file, so left at their defaults: {unset})" if unset else "")) from err
-    difference = _config_difference(entry["config"], layer_config(layer)["config"])
-    if difference:
-        raise ValueError(f"{where}: the config does not describe a {cls.__name__}: {difference}")
+    built = layer_config(layer)["config"]
+    if not _same(entry["config"], built):
+        raise ValueError(f"{where}: the config does not describe a {cls.__name__}: "
+                         f"{_config_difference(entry['config'], built)}")
     if hasattr(layer, "kernel"):
         layer.kernel = kernel
     return layer
