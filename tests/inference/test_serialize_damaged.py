@@ -247,7 +247,7 @@ def _bad_values(key: str, value) -> dict:
     if isinstance(value, (int, float)) or value is None:
         bad = {"str": "8", "bool": True, "list": [4], "neg": -1, "zero": 0, "nan": float("nan")}
         if not isinstance(value, float):
-            bad |= {"frac": 4.5, "huge": 2 ** 40}
+            bad |= {"frac": 4.5, "huge": 2 ** 40, "99": 99}
         if value is not None and key not in ("activations", "threshold"):  # None means "off" for those two
             bad["null"] = None
         return bad
