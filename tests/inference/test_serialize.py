@@ -90,3 +90,76 @@ def test_bad_paths_and_foreign_files(tmp_path):
         save_quantized(_skeleton(), tmp_path / "x.safetensors")
     with pytest.raises(TypeError):
         save_quantized("model", tmp_path / "x.safetensors")
+
+
+def _saved(tmp_path, name="m.safetensors"):
+    model = _model()
+    quantize_model(model, bits=4, granularity=PerGroup(32), symmetric=False)
+    save_quantized(model, tmp_path / name)
+    return model, tmp_path / name
+
+
+def test_a_bytes_path_is_a_path_and_other_types_are_refused(tmp_path):
+    model, _ = _saved(tmp_path)
+    path = bytes(tmp_path / "b.safetensors")
+    save_quantized(model, path)
+    loaded = load_quantized(_skeleton(), path)
+    x = torch.randn(3, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    for bad in (3, None, ["m.safetensors"]):
+        with pytest.raises(TypeError, match="str, bytes or os.PathLike"):
+            load_quantized(_skeleton(), bad)
+        with pytest.raises(TypeError, match="str, bytes or os.PathLike"):
+            save_quantized(model, bad)
+
+
+def test_save_refuses_a_directory_a_missing_folder_and_non_finite_values(tmp_path):
+    model, _ = _saved(tmp_path)
+    with pytest.raises(ValueError, match="is a directory; save_quantized writes one file"):
+        save_quantized(model, tmp_path)
+    with pytest.raises(ValueError, match="folder .*missing-folder does not exist"):
+        save_quantized(model, tmp_path / "missing-folder" / "m.safetensors")
+    with torch.no_grad():
+        model[1].weight[3] = float("nan")
+    with pytest.raises(ValueError, match=r"1\.weight holds NaN or inf"):
+        save_quantized(model, tmp_path / "nan.safetensors")
+    assert not (tmp_path / "nan.safetensors").exists()
+
+
+def test_load_checks_its_kernel_and_skeleton_arguments(tmp_path):
+    _, path = _saved(tmp_path)
+    with pytest.raises(ValueError, match="kernel must be one of"):
+        load_quantized(_skeleton(), path, kernel="fast")
+    with pytest.raises(TypeError, match="skeleton must be a torch.nn.Module"):
+        load_quantized("model", path)
+    assert load_quantized(_skeleton(), path, kernel="reference")[0].kernel == "reference"
+
+
+def test_layer_from_config_says_what_is_wrong_with_an_entry():
+    from qlearn.inference.serialize import layer_from_config
+    with pytest.raises(ValueError, match=r"must be \{'type': layer class name, 'config'.*got \['type'\]"):
+        layer_from_config({"type": "QuantLinear"})  # no config: the type is known, the message must not deny it
+    with pytest.raises(ValueError, match="unknown quantized layer type 'Foo'; known: .*'QuantLinear'"):
+        layer_from_config({"type": "Foo", "config": {}})
+    entry = {"type": "QuantLinear", "config": {"in_features": 8, "out_features": 4, "bits": 99}}
+    with pytest.raises(ValueError, match="bits must be from 2 to 8, got 99"):
+        layer_from_config(entry)
+
+
+def test_a_nan_scale_is_refused_and_the_skeleton_kept(tmp_path):
+    """The issue's case: a NaN scale loaded and the model output NaN. A stale checksum or none: both refused."""
+    from safetensors.torch import load_file, save_file
+
+    _, path = _saved(tmp_path)
+    tensors = load_file(str(path))
+    with safe_open(str(path), framework="pt") as f:
+        metadata = f.metadata()
+    tensors["0.scale"].view(-1)[0] = float("nan")
+    skeleton = _skeleton()
+    for name, meta in (("stale.safetensors", metadata), ("edited.safetensors", {k: v for k, v in metadata.items()
+                                                                                if k != "crc32"})):
+        save_file(tensors, str(tmp_path / name), metadata=meta)
+        with pytest.raises(ValueError, match=rf"{name}: tensor '0.scale' (holds NaN|does not match its crc32)"):
+            load_quantized(skeleton, tmp_path / name)
+        assert all(type(m) is not QuantLinear for m in skeleton)
