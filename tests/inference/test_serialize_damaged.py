@@ -60,7 +60,7 @@ def _join(header: dict, data: bytes) -> bytes:
 SOURCES = {
     "rtn-w4": (_mlp, dict(method="rtn", bits=4, granularity=PerGroup(16), symmetric=False), None),
     "rtn-w3": (_mlp, dict(method="rtn", bits=3, granularity=PerGroup(16), symmetric=False), None),
-    "rtn-w6a8": (_mlp, dict(method="rtn", bits=6, granularity=PerChannel(0), activations=8), None),
+    "rtn-w6a8": (_mlp, dict(method="rtn", bits=6, granularity=PerChannel(0), activations=8, symmetric=True), None),
     "hqq": (_mlp, dict(method="hqq", bits=4, granularity=PerGroup(16)), None),
     "nf4": (_mlp, dict(method="nf4", bits=4, granularity=PerGroup(16), double_quant=True), None),
     "llm_int8": (_mlp, dict(method="llm_int8", bits=8, threshold=2.0), None),
