@@ -14,6 +14,7 @@ pending notebook is clean, so that it is not forgotten there.
 """
 
 import json
+import os
 import pathlib
 import re
 
@@ -111,3 +112,22 @@ def test_peak_memory_is_stored_and_within_the_limit(stem):
 def test_over_limit_notebooks_are_still_over(stem):
     """Strict: once a notebook listed in OVER_LIMIT fits, this fails until it leaves OVER_LIMIT."""
     assert course.peak_memory_mib().get(stem, 0) > LIMIT_MIB, f"{stem} fits now: remove it from OVER_LIMIT"
+
+
+def test_execute_script_reads_the_old_format_and_writes_the_new(tmp_path, monkeypatch):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("execute_notebooks", NOTEBOOKS.parent / "scripts" /
+                                                  "execute_notebooks.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    monkeypatch.setattr(script, "RUNTIMES", tmp_path / "notebook_runtimes.json")
+    script.RUNTIMES.write_text('{"01_x": 11.6, "02_y": {"seconds": 2.0, "peak_mib": 400}}')
+    records = script.read_records()
+    assert records == {"01_x": {"seconds": 11.6}, "02_y": {"seconds": 2.0, "peak_mib": 400}}
+    records["01_x"]["peak_mib"] = 812
+    script.write_records(records)
+    assert json.loads(script.RUNTIMES.read_text()) == {"01_x": {"seconds": 11.6, "peak_mib": 812},
+                                                        "02_y": {"seconds": 2.0, "peak_mib": 400}}
+    assert script.peak_mib(1 << 30) is None  # no such process: no number, no crash
+    assert script.peak_mib(os.getpid()) > 10  # this process's own VmHWM, in MiB
