@@ -25,8 +25,8 @@ from typing import Callable, Sequence
 
 import torch
 
-# How many steps of its own dtype a float answer may be off: the roundings of a short computation.
-DTYPE_STEPS = 2
+# How many steps of its own dtype a float answer may be off: its own rounding to that dtype, and a little more.
+DTYPE_STEPS = 1
 # Relative tolerance of a tensor comparison, by the dtype the learner's result has (float64 results usually come
 # from float32 inputs, so they get float32's).
 TENSOR_RTOL = {torch.float64: 1e-5, torch.float32: 1e-5, torch.float16: 4e-3, torch.bfloat16: 3e-2}
@@ -155,16 +155,25 @@ def _say(message: Message, value: float) -> str:
 
 
 def check_number(answer, expected: float, *, right_message: Message, wrong_message: Message,
-                 not_a_number: str, mistakes: Sequence[Mistake] = (), tolerance: float = 0.0) -> Feedback:
+                 not_a_number: str, mistakes: Sequence[Mistake] = (), tolerance: float = 0.0,
+                 count: bool = False) -> Feedback:
     """Judge a numeric answer by the course's policy (see the module docstring).
 
     `expected` is the right value, `tolerance` how far off the checker's own computation of it may be (0 for an
     exact count; about 1e-5 * |expected| for a value computed in float32). `mistakes` are the known wrong answers.
-    A message may be a string or a function of the answer's value.
+    A message may be a string or a function of the answer's value. `count=True` marks an exact whole number (a
+    count of bytes, channels, parameters): the answer must equal it, in whatever dtype it comes.
     """
     reading = read_number(answer)
     if reading is None:
         return wrong(not_a_number)
+    if count:
+        reading = Reading(reading.value, 0.0, reading.dtype)  # a count is exact, whatever holds it
+        dtype = getattr(torch, reading.dtype, None)
+        if reading.value != expected and isinstance(dtype, torch.dtype) and dtype.is_floating_point \
+                and float(torch.tensor(float(expected), dtype=dtype)) == reading.value:
+            return wrong(f"a {reading.dtype} cannot hold {expected:g} (it stores {reading.value:g}): answer with an "
+                         "int or a float32/float64 number")
     value = reading.value
     fits_right = _fits(reading, expected, tolerance)
     fitting = [m for m in mistakes if _fits(reading, m.value, tolerance)]
@@ -173,7 +182,7 @@ def check_number(answer, expected: float, *, right_message: Message, wrong_messa
     if fits_right:
         digits = digits_needed(expected, [m.value for m in mistakes], tolerance)
         if value and reading.halfwidth:  # an answer that has that many digits but rounds the other way: one more
-            shown = math.floor(math.log10(abs(value))) - math.floor(math.log10(reading.halfwidth / 0.55)) + 1
+            shown = math.floor(math.log10(abs(value))) - math.floor(math.log10(reading.halfwidth / (0.5 * ROUNDED_TWICE))) + 1
             digits = max(digits, shown + 1)
         carrier = "" if reading.dtype in ("int", "float64") else f" (a {reading.dtype} holds only so many digits)"
         return wrong(f"{value:g} is too coarse to tell the right answer from a mistake{carrier}: give "

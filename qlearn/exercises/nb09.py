@@ -51,7 +51,7 @@ def check_starved_channels(X: torch.Tensor, answer) -> Feedback:
                 Mistake(X.shape[1] - expected, "you counted the channels that do pass it; count those that don't"),
                 Mistake(expected / X.shape[1], "that is the fraction of the channels; give their number")]
     return check_number(
-        answer, expected, mistakes=[m for m in mistakes if m.value != expected],
+        answer, expected, mistakes=[m for m in mistakes if m.value != expected], count=True,
         right_message=f"{expected} of {X.shape[1]} channels never pass code {STEPS}: they are quantized with at most "
                       f"{2 * STEPS + 1} levels, fewer than 5 bits give, because a few outlier channels set the step.",
         wrong_message=lambda got: f"{got:g} channels is not it. Hint: scale = X.abs().max() / 127; each channel's "
@@ -72,6 +72,7 @@ def check_float_share(X: torch.Tensor, threshold, answer) -> Feedback:
                 Mistake(int((X.abs() > threshold).sum()) / X.numel(), "that is the share of the *values* at or above "
                         "the threshold; LLM.int8() moves whole columns to float, so count the columns with any such "
                         "value"),
+                Mistake(k, "that is the number of columns; give their share of all columns (a fraction)"),
                 *(Mistake(c / n) for c in (k - 1, k + 1) if c >= 0)]  # one column more or fewer is not it
     return check_number(
         answer, expected, mistakes=[m for m in mistakes if m.value != expected],

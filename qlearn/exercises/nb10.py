@@ -17,7 +17,7 @@ def check_lora_param_count(answer) -> Feedback:
     out, n_in = GATE_SHAPE
     expected = RANK * (n_in + out)
     return check_number(
-        answer, expected,
+        answer, expected, count=True,
         mistakes=[Mistake(out * n_in, "that is the size of the full weight W; the adapter trains only A (r, in) and "
                           "B (out, r)"),
                   Mistake(RANK * n_in, "you counted only one of the two matrices: A is (r, in), B is (out, r)"),

@@ -103,7 +103,7 @@ def test_float_share_rounded_like_the_issue_reports():
 
 SHARE_WRONG = {"percentage": (100 * SHARE, "percentage"), "one-more-column": ((K + 1) / 96, "count the columns"),
                "values-not-columns": (int((X.abs() >= 3.0).sum()) / X.numel(), "values"),
-               "columns-count": (K, "count the columns")}
+               "columns-count": (K, "number of columns")}
 
 
 @pytest.mark.parametrize("answer, hint", SHARE_WRONG.values(), ids=SHARE_WRONG.keys())

@@ -23,7 +23,7 @@ def test_lora_param_count_mistakes(answer, hint):
 GB = 7e9 * (4 + 8 / 64 + 32 / (64 * 256)) / 8 / 1e9  # the exercise's answer, 3.6111 GB
 
 
-@pytest.mark.parametrize("answer", [*computed_forms(GB)[:6], pytest.param(rounded(GB, 4), id="3-decimals (the prompt's)"),
+@pytest.mark.parametrize("answer", [*computed_forms(GB)[:6], pytest.param(rounded(GB, 4), id="3-decimals"),
                                     pytest.param(3.6111, id="4-decimals"),
                                     pytest.param(torch.tensor([GB]), id="tensor-1")])
 def test_qlora_base_gb_right(answer):

@@ -62,7 +62,7 @@ def test_integers_are_exact():
 def test_a_float_answer_stands_for_what_rounds_to_it():
     assert read_number(4.064).halfwidth == pytest.approx(0.00055)
     assert read_number(np.float32(0.031)).halfwidth == pytest.approx(0.00055)
-    assert read_number(torch.tensor(3.0, dtype=torch.bfloat16)).halfwidth >= 2 * 2 ** -7 * 3 - 1e-12
+    assert read_number(torch.tensor(3.0, dtype=torch.bfloat16)).halfwidth >= 2 ** -7 * 3 - 1e-12
 
 
 def test_tolerance_of_the_expected_value_widens_the_window():
@@ -85,3 +85,15 @@ def test_tensor_answers_in_every_form(answer):
                          ids=["5%-off", "transposed", "shape", "float32-1e-3", "bfloat16-10%", "str", "None", "nan"])
 def test_tensor_answers_that_differ(answer):
     assert not tensors_close(answer, REFERENCE)
+
+
+def test_a_count_is_exact_and_a_coarse_form_of_it_is_asked_for_digits():
+    def count(answer):
+        return check_number(answer, 297, right_message="right", wrong_message="wrong", not_a_number="no", count=True)
+
+    assert count(297) and count(297.0) and count(torch.tensor(297.0))
+    assert not count(296) and not count(298)
+    fb = count(torch.tensor(297, dtype=torch.bfloat16))  # bfloat16 holds 296 or 298, never 297
+    assert not fb and "bfloat16 cannot hold 297" in fb.message
+    assert check_number(torch.tensor(256, dtype=torch.bfloat16), 256, right_message="", wrong_message="",
+                        not_a_number="", count=True)  # held exactly: right
