@@ -95,6 +95,7 @@ def test_float_share_rounded_like_the_issue_reports():
     X384 = torch.randn(50, 384, generator=g) * 0.5
     X384[0, :12] = 4.0  # 12 outlier columns of 384: 0.03125
     assert nb09.check_float_share(X384, 3.0, 0.031) and nb09.check_float_share(X384, 3.0, 0.0313)
+    assert nb09.check_float_share(X384, 3.0, 0.0312)  # 3 significant digits, the prompt's, rounded half to even
     assert nb09.check_float_share(X384, 3.0, 12 / 384)
     fb = nb09.check_float_share(X384, 3.0, 0.03)
     assert not fb and "significant digits" in fb.message
