@@ -182,7 +182,8 @@ def check_number(answer, expected: float, *, right_message: Message, wrong_messa
     if fits_right:
         digits = digits_needed(expected, [m.value for m in mistakes], tolerance)
         if value and reading.halfwidth:  # an answer that has that many digits but rounds the other way: one more
-            shown = math.floor(math.log10(abs(value))) - math.floor(math.log10(reading.halfwidth / (0.5 * ROUNDED_TWICE))) + 1
+            last_digit = math.floor(math.log10(reading.halfwidth / (0.5 * ROUNDED_TWICE)))  # 10^this is its unit
+            shown = math.floor(math.log10(abs(value))) - last_digit + 1
             digits = max(digits, shown + 1)
         carrier = "" if reading.dtype in ("int", "float64") else f" (a {reading.dtype} holds only so many digits)"
         return wrong(f"{value:g} is too coarse to tell the right answer from a mistake{carrier}: give "

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ..core.primitives import choose_qparams, dequantize, quantize
 from ..core.metrics import sqnr_db
+from ..core.primitives import choose_qparams, dequantize, quantize
 from ._feedback import Feedback, as_float64, as_int, as_number, check_number, describe, right, tensors_close, wrong
 
 

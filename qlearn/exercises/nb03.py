@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from ..core.primitives import choose_qparams, dequantize, quantize
-from ..teaching.sweep import roundtrip
 from ..data.tensors import sample_tensor
+from ..teaching.sweep import roundtrip
 from ._feedback import Feedback, Mistake, as_number, check_number, describe, right, wrong
 
 # Exercises 1 and 2 use this tensor.
@@ -17,7 +17,8 @@ def check_scale_zero_point(scale, zero_point) -> Feedback:
     """Exercise 1: the 8-bit asymmetric scale and zero point of X_EX, computed by hand."""
     s, z = as_number(scale), as_number(zero_point)
     if s is None or z is None:
-        return wrong(f"answer with two numbers (replace the None), got scale={describe(scale)}, zero_point={describe(zero_point)}")
+        return wrong(f"answer with two numbers (replace the None), got scale={describe(scale)}, "
+                     f"zero_point={describe(zero_point)}")
     qp = choose_qparams(X_EX, 8, symmetric=False)
     scale_ok = check_number(scale, float(qp.scale), tolerance=1e-6 * float(qp.scale), right_message="", not_a_number="",
                             wrong_message=f"scale {s:.6g} is off. Hint: spread [min(x, 0), max(x, 0)] over qmax - qmin "
@@ -27,7 +28,8 @@ def check_scale_zero_point(scale, zero_point) -> Feedback:
     if z != round(z):
         return wrong("the zero point must be an integer code: round it.")
     if z != int(qp.zero_point):
-        return wrong("the scale is right, the zero point is not. Hint: zero_point = qmin - round(lo / scale), qmin = -128.")
+        return wrong("the scale is right, the zero point is not. Hint: zero_point = qmin - round(lo / scale), "
+                     "qmin = -128.")
     return right(f"scale = (1.8 - (-0.6)) / 255 = {float(qp.scale):.6f}, zero_point = {int(qp.zero_point)}.")
 
 

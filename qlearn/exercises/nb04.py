@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ..core.bits import PAPERS_FP16, SCALE_BITS, ZERO_POINT_BITS, effective_bits
 from ..core.granularity import Granularity, PerGroup
-from ..teaching.sweep import roundtrip
 from ..data.tensors import sample_tensor
+from ..teaching.sweep import roundtrip
 from ._feedback import Feedback, Mistake, as_int, check_number, describe, right, wrong
 
 TARGET_SQNR_DB = 20.0

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from ..core import metrics
-from ..training.observers import OBSERVERS, make_observer
 from ..core.primitives import fake_quantize
+from ..training.observers import OBSERVERS, make_observer
 from ._feedback import Feedback, as_float64, describe, right, tensors_close, wrong
 
 
@@ -31,7 +31,8 @@ def check_round_ste(fn_class) -> Feedback:
     except Exception as e:  # the learner's code: report any error as feedback
         return wrong(f"calling {fn_class.__name__}.apply(x) raised {type(e).__name__}: {e}")
     if not isinstance(y, torch.Tensor):
-        return wrong(f"forward returned {describe(y)} ({type(y).__name__}); return a tensor of x's shape: torch.round(x)")
+        return wrong(f"forward returned {describe(y)} ({type(y).__name__}); return a tensor of x's shape: "
+                     "torch.round(x)")
     if not y.is_floating_point():
         return wrong(f"forward returned a {y.dtype} tensor. Keep x's float dtype (torch.round(x), no .int() or "
                      ".long()): gradients only flow through floating-point tensors, so backward would never run.")

@@ -17,7 +17,8 @@ NOTEBOOKS = (
     ("05_quantized_inference", "Quantized inference", "QuantLinear, packed int4, fast kernels, real memory"),
     ("06_quantization_aware_training", "Quantization-aware training", "observers, calibration, STE, PTQ vs QAT"),
     ("07_pruning_and_distillation", "Pruning and distillation", "magnitude and structured pruning, KD, a pipeline"),
-    ("08_weight_methods", "Weight methods for LLMs", "NF4, HQQ, GPTQ and AWQ from scratch; a shootout on MiniLM and SmolLM2"),
+    ("08_weight_methods", "Weight methods for LLMs",
+     "NF4, HQQ, GPTQ and AWQ from scratch; a shootout on MiniLM and SmolLM2"),
     ("09_activation_outliers", "Activation outliers", "outlier features, per-token scales, LLM.int8(), SmoothQuant"),
     ("10_qlora", "QLoRA", "the memory of fine-tuning, LoRA by hand, NF4 + LoRA on SmolLM2, bitsandbytes + peft"),
 )

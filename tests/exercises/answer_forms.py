@@ -6,7 +6,8 @@ import torch
 
 
 def numeric_forms(value):
-    """pytest params (id = the form) that all mean `value`: Python int/float, numpy scalars, 0-d tensors of several dtypes.
+    """pytest params (id = the form) that all mean `value`: Python int/float, numpy scalars, 0-d tensors of several
+    dtypes.
 
     Only forms that hold `value` exactly are produced (a float32 tensor cannot hold every large int).
     """

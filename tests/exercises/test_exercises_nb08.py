@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from .answer_forms import NOT_NUMBERS, computed_forms, numeric_forms, rounded
 from qlearn.exercises import nb08
 from qlearn.methods import nf4
+
+from .answer_forms import NOT_NUMBERS, computed_forms, numeric_forms, rounded
 
 RIGHT_BITS = nb08.double_quant_bits()
 BY_HAND = (384 * 1536 / 2 + 4608 + 18 * 4 + 4) * 8 / (384 * 1536)  # the solution's count: codes, absmax, scales, mean

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from .answer_forms import NOT_NUMBERS, computed_forms, numeric_forms, rounded
 from qlearn.exercises import nb09
+
+from .answer_forms import NOT_NUMBERS, computed_forms, numeric_forms, rounded
 
 NOTEBOOK = pathlib.Path(__file__).resolve().parents[2] / "notebooks" / "09_activation_outliers.ipynb"
 

@@ -3,9 +3,10 @@
 import pytest
 import torch
 
-from .answer_forms import NOT_NUMBERS, computed_forms, numeric_forms, rounded
 from qlearn.exercises import nb10
 from qlearn.methods.lora import LoRALinear
+
+from .answer_forms import NOT_NUMBERS, computed_forms, numeric_forms, rounded
 
 
 @pytest.mark.parametrize("answer", numeric_forms(8 * (576 + 1536)))
