@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..core.dtypes import FLOAT_DTYPES, float_info, model_memory_bytes
-from ._feedback import Feedback, as_number, describe, right, wrong
+from ._feedback import Feedback, Mistake, as_number, check_number, describe, right, wrong
 
 
 def check_memory_bytes(model: torch.nn.Module, answer) -> Feedback:
@@ -42,12 +42,14 @@ def check_smallest_safe_dtype(value: float, answer) -> Feedback:
 
 def check_machine_epsilon(dtype_name: str, answer) -> Feedback:
     """Exercise 3: the gap between 1.0 and the next representable number in `dtype_name`."""
-    number = as_number(answer)
-    if number is None:
-        return wrong(f"answer with a number (a float or a one-element tensor), got {describe(answer)}")
     info = float_info(dtype_name)
-    if number == info.eps:
-        return right(f"eps = 2^-{info.mantissa_bits} = {info.eps:g} for {dtype_name}.")
-    if number == 1 + info.eps:
-        return wrong(f"{number:g} is the next number itself; the question asks for the gap: subtract 1.0.")
-    return wrong(f"{number:g} is not it. Hint: with m mantissa bits, the number after 1.0 is 1 + 2^-m.")
+    others = {float_info(n).eps: n for n in FLOAT_DTYPES if float_info(n).eps != info.eps}
+    return check_number(
+        answer, info.eps,
+        mistakes=[Mistake(1 + info.eps, f"{1 + info.eps:g} is the next number itself; the question asks for the gap: "
+                          "subtract 1.0."),
+                  *(Mistake(eps, f"{eps:g} is the eps of {name}, not of {dtype_name}")
+                    for eps, name in others.items())],
+        right_message=f"eps = 2^-{info.mantissa_bits} = {info.eps:g} for {dtype_name}.",
+        wrong_message=lambda got: f"{got:g} is not it. Hint: with m mantissa bits, the number after 1.0 is 1 + 2^-m.",
+        not_a_number=f"answer with a number (a float or a one-element tensor), got {describe(answer)}")

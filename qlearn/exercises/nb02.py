@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import torch
 
-from ..core.primitives import choose_qparams, dequantize, quantize
 from ..core.metrics import sqnr_db
-from ._feedback import Feedback, as_int, as_number, describe, right, wrong
+from ..core.primitives import choose_qparams, dequantize, quantize
+from ._feedback import Feedback, as_float64, as_int, as_number, check_number, describe, right, tensors_close, wrong
 
 
 def check_scale_and_zero_point(x: torch.Tensor, scale, zero_point, bits: int = 8) -> Feedback:
     """Exercise 1: asymmetric min-max scale and zero point of `x` (range including 0, signed codes)."""
     qp = choose_qparams(x, bits=bits, symmetric=False)
     s, z = float(qp.scale), int(qp.zero_point)
+    answer_scale = scale
     scale, zero_point = as_number(scale), as_number(zero_point)
     if scale is None or zero_point is None:
         return wrong("answer with two numbers: scale and zero_point (replace the None)")
-    if abs(scale - s) > 1e-6 * s:
-        return wrong(f"scale {scale:.6g} is off. Hint: scale = (r_max - r_min) / (q_max - q_min) with "
-                     f"q_min = {qp.qmin}, q_max = {qp.qmax}.")
+    scale_ok = check_number(answer_scale, s, tolerance=1e-6 * s, right_message="", not_a_number="",
+                            wrong_message=f"scale {scale:.6g} is off. Hint: scale = (r_max - r_min) / (q_max - q_min) "
+                                          f"with q_min = {qp.qmin}, q_max = {qp.qmax}.")
+    if not scale_ok:
+        return scale_ok
     if zero_point != z:
         return wrong(f"the scale is right ({s:.6g}) but zero_point {zero_point:g} is not. Hint: "
                      "z = round(q_min - r_min / scale), an integer.")
@@ -27,15 +30,16 @@ def check_scale_and_zero_point(x: torch.Tensor, scale, zero_point, bits: int = 8
 
 def check_dequantized(q: torch.Tensor, scale: float, zero_point: int, answer: torch.Tensor) -> Feedback:
     """Exercise 2: r = scale * (q - zero_point) for the given codes."""
-    if not isinstance(answer, torch.Tensor):
+    read = as_float64(answer) if isinstance(answer, torch.Tensor) else None  # the prompt asks for a tensor
+    if read is None:
         return wrong(f"answer with a tensor, got {type(answer).__name__}")
     if not answer.is_floating_point():
         return wrong(f"your tensor has dtype {answer.dtype}: dequantized values are real numbers, "
                      "so compute in float (codes.float())")
-    expected = scale * (q.float() - zero_point)
-    if answer.shape != expected.shape:
-        return wrong(f"shape {tuple(answer.shape)} should be {tuple(expected.shape)}")
-    if torch.allclose(answer.float(), expected, rtol=1e-6, atol=1e-7):
+    expected = scale * (q.double() - zero_point)
+    if read[0].shape != expected.shape:
+        return wrong(f"shape {tuple(read[0].shape)} should be {tuple(expected.shape)}")
+    if tensors_close(answer, expected):
         return right("r = s (q - z), element by element.")
     return wrong("some values differ. Hint: subtract the zero point BEFORE multiplying by the scale, in float.")
 

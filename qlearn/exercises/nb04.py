@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 from ..core.bits import PAPERS_FP16, SCALE_BITS, ZERO_POINT_BITS, effective_bits
 from ..core.granularity import Granularity, PerGroup
-from ..teaching.sweep import roundtrip
 from ..data.tensors import sample_tensor
-from ._feedback import Feedback, as_int, as_number, describe, right, wrong
+from ..teaching.sweep import roundtrip
+from ._feedback import Feedback, Mistake, as_int, check_number, describe, right, wrong
 
 TARGET_SQNR_DB = 20.0
 BUDGET_BITS = 4.75
@@ -22,13 +20,8 @@ def _effective(bits: int, group: int, scale_bits: int = SCALE_BITS, zero_point_b
 def check_effective_bits(value) -> Feedback:
     """Exercise 1: effective bits per weight of 3-bit asymmetric codes in groups of 64, counted as QuantLinear
     stores them: a float32 scale and an int8 zero point per group (3 + 40 / 64 = 3.625)."""
-    number = as_number(value)
-    if number is None:
-        return wrong(f"answer with a number of bits (replace the None), got {describe(value)}")
     want = _effective(3, 64)
     formula = f"3 + ({SCALE_BITS} + {ZERO_POINT_BITS}) / 64"
-    if math.isclose(number, want, rel_tol=1e-6):
-        return right(f"{formula} = {want:.4g} bits per weight.")
     known = [(_effective(3, 64, zero_point_bits=0), f"you counted the scale only, but the asymmetric scheme also "
               f"stores a {ZERO_POINT_BITS}-bit zero point per group"),
              (_effective(3, 64, scale_bits=0), f"you counted the zero point only, but each group also stores a "
@@ -39,11 +32,12 @@ def check_effective_bits(value) -> Feedback:
               f"int8 zero point ({ZERO_POINT_BITS} bits) per group")]
     known += [(_effective(3, g), f"that is the count for groups of {g}, and the exercise asks for groups of 64")
               for g in (16, 32, 128, 256)]
-    reasons = [why for value, why in known if math.isclose(number, value, rel_tol=1e-6)]
-    if reasons:
-        return wrong(f"{number:g}: " + "; or ".join(reasons) + ".")
-    return wrong(f"each group of 64 weights shares one float32 scale ({SCALE_BITS} bits) and one int8 zero point "
-                 f"({ZERO_POINT_BITS} bits): bits + (scale bits + zero point bits) / 64.")
+    return check_number(
+        value, want, mistakes=[Mistake(v, f"{v:g}: {why}") for v, why in known],
+        right_message=f"{formula} = {want:.4g} bits per weight.",
+        wrong_message=f"each group of 64 weights shares one float32 scale ({SCALE_BITS} bits) and one int8 zero point "
+                      f"({ZERO_POINT_BITS} bits): bits + (scale bits + zero point bits) / 64.",
+        not_a_number=f"answer with a number of bits (replace the None), got {describe(value)}")
 
 
 def check_budget_choice(bits, granularity) -> Feedback:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ..inference import packing
 from ..core.granularity import PerGroup
+from ..inference import packing
 from ..inference.linear import QuantLinear
 from ..inference.quantize_model import model_size_bytes
 from ._feedback import Feedback, as_int, as_number, describe, right, wrong

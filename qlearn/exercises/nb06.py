@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 
 from ..core import metrics
-from ..training.observers import OBSERVERS, make_observer
 from ..core.primitives import fake_quantize
-from ._feedback import Feedback, describe, right, wrong
+from ..training.observers import OBSERVERS, make_observer
+from ._feedback import Feedback, as_float64, describe, right, tensors_close, wrong
 
 
 def outlier_tensor(seed: int = 0) -> torch.Tensor:
@@ -31,7 +31,8 @@ def check_round_ste(fn_class) -> Feedback:
     except Exception as e:  # the learner's code: report any error as feedback
         return wrong(f"calling {fn_class.__name__}.apply(x) raised {type(e).__name__}: {e}")
     if not isinstance(y, torch.Tensor):
-        return wrong(f"forward returned {describe(y)} ({type(y).__name__}); return a tensor of x's shape: torch.round(x)")
+        return wrong(f"forward returned {describe(y)} ({type(y).__name__}); return a tensor of x's shape: "
+                     "torch.round(x)")
     if not y.is_floating_point():
         return wrong(f"forward returned a {y.dtype} tensor. Keep x's float dtype (torch.round(x), no .int() or "
                      ".long()): gradients only flow through floating-point tensors, so backward would never run.")
@@ -75,13 +76,14 @@ def check_lsq_init(W: torch.Tensor, bits: int, answer) -> Feedback:
     from ..core.granularity import PerChannel
     from ..training.lsq import lsq_init_scale
 
-    if not isinstance(answer, torch.Tensor):
+    read = as_float64(answer)
+    if read is None:
         return wrong(f"answer with a tensor of shape {(W.shape[0], 1)}, got {type(answer).__name__}")
-    expected = lsq_init_scale(W, bits, PerChannel(0))
-    if answer.shape != expected.shape:
-        return wrong(f"shape {tuple(answer.shape)} should be {tuple(expected.shape)}: one step per output row "
+    expected = lsq_init_scale(W.double(), bits, PerChannel(0))
+    if read[0].shape != expected.shape:
+        return wrong(f"shape {tuple(read[0].shape)} should be {tuple(expected.shape)}: one step per output row "
                      "(mean over dim=1 with keepdim=True)")
-    if torch.allclose(answer.detach().float(), expected, rtol=1e-5, atol=1e-8):
+    if tensors_close(answer, expected):
         return right(f"the initial steps range from {float(expected.min()):.4f} to {float(expected.max()):.4f}.")
     return wrong(f"values differ. Hint: qmax = 2**(bits - 1) - 1 = {2 ** (bits - 1) - 1} for {bits} bits; "
                  "use the mean of |W| along each row")

@@ -9,7 +9,7 @@ import torch
 from ..compression.distill import soft_target_loss
 from ..compression.prune import magnitude_prune
 from ..compression.schedules import sparsity_schedule
-from ._feedback import Feedback, as_number, describe, right, wrong
+from ._feedback import Feedback, Mistake, as_number, check_number, describe, right, wrong
 
 _CASES = [((8, 8), 0.5), ((16, 4), 0.75), ((5, 7), 0.3), ((7, 3), 0.6), ((3, 3), 0.0), ((10, 10), 0.99)]
 
@@ -60,17 +60,18 @@ def _grad_norm(T: float) -> float:
 
 def check_t_squared_ratio(ratio) -> Feedback:
     """Exercise 2: the gradient norm of the soft loss WITHOUT T^2 at T = 2, divided by the one at T = 8."""
-    ratio = as_number(ratio)
-    if ratio is None:
-        return wrong(f"pass one number (a float or a one-element tensor), got {describe(ratio)}")
     expected = _grad_norm(2.0) / _grad_norm(8.0)
-    if math.isclose(ratio, expected, rel_tol=0.01):
-        return right(f"the ratio is {expected:.1f}, close to (8 / 2)^2 = 16: without the T^2 factor, "
-                    "raising T from 2 to 8 makes the soft loss's gradient about 16 times weaker, so the hard-label "
-                    "term would take over. Multiplying by T^2 undoes exactly that.")
-    hint = " (did you keep the T^2 factor? pass scale_by_T2=False)" if math.isclose(ratio, expected / 16, rel_tol=0.1) else ""
-    return wrong(f"got {ratio:.3g}; compute ||dL/dz_s|| at T = 2 and at T = 8 for t_squared_example() "
-                f"and divide{hint}")
+    return check_number(
+        ratio, expected, tolerance=1e-5 * expected,
+        mistakes=[Mistake(expected / 16, f"got {expected / 16:.3g}; compute ||dL/dz_s|| at T = 2 and at T = 8 for "
+                          "t_squared_example() and divide (did you keep the T^2 factor? pass scale_by_T2=False)"),
+                  Mistake(1 / expected, f"got {1 / expected:.3g}; divide the norm at T = 2 by the one at T = 8")],
+        right_message=f"the ratio is {expected:.1f}, close to (8 / 2)^2 = 16: without the T^2 factor, raising T from "
+                      "2 to 8 makes the soft loss's gradient about 16 times weaker, so the hard-label term would take "
+                      "over. Multiplying by T^2 undoes exactly that.",
+        wrong_message=lambda got: f"got {got:.3g}; compute ||dL/dz_s|| at T = 2 and at T = 8 for t_squared_example() "
+                                  "and divide",
+        not_a_number=f"pass one number (a float or a one-element tensor), got {describe(ratio)}")
 
 
 def check_schedule(fn) -> Feedback:

@@ -4,8 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from .answer_forms import NOT_NUMBERS, numeric_forms
 from qlearn.exercises import Feedback, nb01
+
+from .answer_forms import NOT_NUMBERS, numeric_forms
 
 
 def _model():

@@ -4,8 +4,9 @@ import pytest
 import torch
 
 import qlearn
-from .answer_forms import NOT_NUMBERS, numeric_forms
 from qlearn.exercises import nb02
+
+from .answer_forms import NOT_NUMBERS, numeric_forms
 
 X = torch.tensor([-0.8, 0.1, 2.4, 3.3])
 LO, HI = -0.8, 3.3

@@ -2,10 +2,11 @@
 
 import pytest
 
-from .answer_forms import NOT_NUMBERS, numeric_forms
+from qlearn.data.tensors import sample_tensor
 from qlearn.exercises import Feedback, nb03
 from qlearn.teaching.sweep import roundtrip
-from qlearn.data.tensors import sample_tensor
+
+from .answer_forms import NOT_NUMBERS, numeric_forms
 
 SCALE = (1.8 + 0.6) / 255
 ZERO_POINT = -128 - round(-0.6 / SCALE)

@@ -2,11 +2,12 @@
 
 import pytest
 
-from .answer_forms import NOT_NUMBERS, numeric_forms
 from qlearn import PerChannel, PerGroup, PerTensor
+from qlearn.data.tensors import sample_tensor
 from qlearn.exercises import nb04
 from qlearn.teaching.sweep import roundtrip
-from qlearn.data.tensors import sample_tensor
+
+from .answer_forms import NOT_NUMBERS, numeric_forms
 
 SCALE_BITS, ZERO_POINT_BITS = 32, 8  # what the exercise counts per group: QuantLinear's float32 scale, int8 zero point
 

@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from .answer_forms import NOT_NUMBERS, numeric_forms
 from qlearn.exercises import nb05
+
+from .answer_forms import NOT_NUMBERS, numeric_forms
 
 N = 4096 * 4096
 INT4_BYTES = N // 2 + 4096 * (4096 // 128) * (4 + 1)  # packed codes + a float32 scale and an int8 zero point per group

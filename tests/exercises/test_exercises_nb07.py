@@ -5,11 +5,12 @@ import math
 import pytest
 import torch
 
-from .answer_forms import numeric_forms
 from qlearn.compression.distill import soft_target_loss
-from qlearn.exercises import nb07
 from qlearn.compression.prune import magnitude_prune
 from qlearn.compression.schedules import sparsity_schedule
+from qlearn.exercises import nb07
+
+from .answer_forms import numeric_forms
 
 
 def _largest_removed(W, s):
