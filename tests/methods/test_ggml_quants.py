@@ -1,0 +1,330 @@
+"""GGML block formats against gguf-py (bytes and values) and the k-quant search against a loop transcription.
+
+gguf-py quantizes the legacy types (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1) bit-exactly as ggml-quants.c does, and
+dequantizes every type; it cannot quantize k-quants, so for those the oracle is `_ref_q4_k` / `_ref_q6_k`
+below: quantize_row_q4_K_ref and quantize_row_q6_K_ref of llama.cpp written out block by block, in
+float32 scalars summed in C's order (slow, so it runs on a few super-blocks).
+"""
+
+import gguf
+import numpy as np
+import pytest
+import torch
+
+from qlearn.data.llm import smollm2_gguf
+from qlearn.data.models import minilm_activation, minilm_weight
+from qlearn.methods import ggml_quants
+from qlearn.methods.ggml_quants import dequantize_blocks, importance, quantize_blocks, quantize_weight
+
+LEGACY = ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"]
+KQUANTS = ["Q4_K", "Q6_K"]
+GT = gguf.GGMLQuantizationType
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    """name -> (tensor type, raw block bytes, W (out, in) float32 dequantized by gguf-py) for a few tensors."""
+    reader = gguf.GGUFReader(str(smollm2_gguf()))
+    wanted = ("blk.0.attn_q.weight", "blk.0.ffn_down.weight", "blk.3.attn_v.weight", "token_embd.weight")
+    out = {}
+    for t in reader.tensors:
+        if t.name in wanted:
+            data = np.array(t.data[:1024])  # (rows, bytes): the embedding's first 1024 rows are enough
+            out[t.name] = (t.tensor_type.name, data, gguf.quants.dequantize(data, t.tensor_type))
+    return out
+
+
+def _rel(W, W_hat):
+    return float((W - W_hat).norm() / W.norm())
+
+
+# ---- legacy types: bytes equal gguf-py's ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("qtype", LEGACY)
+def test_legacy_bytes_equal_gguf_on_real_weights(qtype, smollm2):
+    weights = [minilm_weight(), minilm_weight("encoder.layer.0.output.dense")]
+    weights += [torch.from_numpy(smollm2[n][2]) for n in ("blk.0.attn_q.weight", "blk.0.ffn_down.weight")]
+    for W in weights:
+        mine = quantize_blocks(W, qtype)
+        assert mine.dtype == torch.uint8
+        np.testing.assert_array_equal(mine.numpy(), gguf.quants.quantize(W.numpy(), GT[qtype]))
+
+
+def _edge_rows():
+    g = torch.Generator().manual_seed(1)
+    rows = [torch.zeros(32), torch.full((32,), 0.3), torch.full((32,), -7.0),
+            torch.cat([torch.tensor([127.0]), torch.arange(31) - 15.5]),  # Q8_0 d = 1: ties at .5 round away
+            torch.cat([torch.tensor([-8.0]), (torch.arange(31) % 16) - 7.5]),  # Q4_0 d = 1: x / d + 8.5 exact
+            torch.cat([torch.tensor([0.0, 15.0]), torch.arange(30) * 0.5]),  # Q4_1 d = 1: codes at .5
+            torch.cat([torch.tensor([8.0, -8.0]), torch.randn(30, generator=g)]),  # tied extremes, + first
+            torch.cat([torch.tensor([-8.0, 8.0]), torch.randn(30, generator=g)]),  # tied extremes, - first
+            (torch.rand(32, generator=g) * 2 - 1) * ggml_quants.FP16_MAX,  # the largest |W| allowed
+            torch.randn(32, generator=g) * 1e-6, torch.randn(32, generator=g) * 1e-30,  # fp16 d underflows
+            torch.tensor([1e-30] * 16 + [-1e-30] * 16)]
+    return torch.stack(rows).float()  # (12, 32)
+
+
+@pytest.mark.parametrize("qtype", LEGACY)
+def test_legacy_bytes_equal_gguf_on_edge_cases(qtype):
+    W = _edge_rows()
+    mine = quantize_blocks(W, qtype)
+    np.testing.assert_array_equal(mine.numpy(), gguf.quants.quantize(W.numpy(), GT[qtype]))
+    W_hat = dequantize_blocks(mine, qtype, W.shape)
+    assert torch.isfinite(W_hat).all()
+    assert torch.equal(W_hat[0], torch.zeros(32))  # an all-zero block stays exactly zero
+
+
+# ---- dequantize equals gguf-py's for every type --------------------------------------------------------------
+
+def _random_blocks(qtype, n, seed=0):
+    """n random valid blocks: random bytes, with every fp16 field a finite value of either sign."""
+    g = np.random.default_rng(seed)
+    block, nbytes = ggml_quants.BLOCK_BYTES[qtype]
+    data = g.integers(0, 256, size=(n, nbytes), dtype=np.uint8)
+    halves = (g.standard_normal((n, 2)) * 0.02).astype(np.float16).view(np.uint8)  # (n, 4)
+    fields = {"Q6_K": [208], "Q4_K": [0, 2], "Q4_1": [0, 2], "Q5_1": [0, 2]}.get(qtype, [0])
+    for k, at in enumerate(fields):
+        data[:, at:at + 2] = halves[:, 2 * k:2 * k + 2]
+    return data, block
+
+
+@pytest.mark.parametrize("qtype", LEGACY + KQUANTS)
+def test_dequantize_equals_gguf_on_random_blocks(qtype):
+    data, block = _random_blocks(qtype, 64)
+    shape = (4, 16 * block)
+    mine = dequantize_blocks(torch.from_numpy(data), qtype, shape)
+    ref = gguf.quants.dequantize(data.reshape(4, -1), GT[qtype])
+    assert mine.shape == shape and mine.dtype == torch.float32
+    np.testing.assert_array_equal(mine.numpy(), ref)
+
+
+@pytest.mark.parametrize("qtype", KQUANTS)
+def test_dequantize_k_quant_of_own_blocks_equals_gguf(qtype):
+    W = minilm_weight("encoder.layer.0.output.dense")[:64]  # (64, 1536)
+    data = quantize_blocks(W, qtype)
+    np.testing.assert_array_equal(dequantize_blocks(data, qtype, W.shape).numpy(),
+                                  gguf.quants.dequantize(data.numpy(), GT[qtype]))
+
+
+def test_dequantize_reads_the_bundled_gguf_file(smollm2):
+    for name, (qtype, data, ref) in smollm2.items():
+        mine = dequantize_blocks(torch.from_numpy(data), qtype, ref.shape)
+        np.testing.assert_array_equal(mine.numpy(), ref, err_msg=name)
+
+
+def test_smollm2_is_already_q4_1_so_requantizing_to_q4_1_is_lossless(smollm2):
+    """The course's model trap: its weights were Q4_1 before we got them, so Q4_1 gives them back exactly."""
+    qtype, data, ref = smollm2["blk.0.ffn_down.weight"]
+    assert qtype == "Q4_1"
+    W = torch.from_numpy(ref)  # (576, 1536)
+    W_hat = dequantize_blocks(quantize_blocks(W, "Q4_1"), "Q4_1", W.shape)
+    assert _rel(W, W_hat) == 0.0
+    assert _rel(W, dequantize_blocks(quantize_blocks(W, "Q4_0"), "Q4_0", W.shape)) > 0.05  # another grid is not
+    assert _rel(W, dequantize_blocks(quantize_blocks(W, "Q4_K"), "Q4_K", W.shape)) > 0.0
+
+
+# ---- k-quants: the search against a block-by-block transcription of llama.cpp -------------------------------
+
+F = np.float32
+
+
+def _nearest(v):
+    return int(np.rint(F(v)))  # nearest_int: the 1.5 * 2^23 trick rounds half to even
+
+
+def _ref_qkx2(x, w, nmax, rmin, rdelta, nstep):
+    """make_qkx2_quants, sequential float32: returns scale, the_min, L."""
+    lo, hi = F(min(x.min(), 0)), F(x.max())
+    sum_w, sum_x = F(0), F(0)
+    for xi, wi in zip(x, w):
+        sum_w, sum_x = F(sum_w + wi), F(sum_x + F(wi * xi))
+    if hi == lo:
+        return F(0), F(-lo), [0] * len(x)
+    iscale = F(F(nmax) / F(hi - lo))
+    scale = F(F(1) / iscale)
+    L = [max(0, min(nmax, _nearest(iscale * F(xi - lo)))) for xi in x]
+    best = F(0)
+    for xi, wi, li in zip(x, w, L):
+        best = F(best + F(wi * F(F(F(scale * li) + lo) - xi) ** 2))
+    for s in range(nstep + 1):
+        iscale = F(F(F(F(rmin) + F(F(rdelta) * s)) + nmax) / F(hi - lo))
+        La = [max(0, min(nmax, _nearest(iscale * F(xi - lo)))) for xi in x]
+        sl, sl2, sxl = F(0), F(0), F(0)
+        for xi, wi, li in zip(x, w, La):
+            sl, sl2, sxl = F(sl + F(wi * li)), F(sl2 + F(F(wi * li) * li)), F(sxl + F(F(wi * li) * xi))
+        D = F(F(sum_w * sl2) - F(sl * sl))
+        if D > 0:
+            this_scale = F(F(F(sum_w * sxl) - F(sum_x * sl)) / D)
+            this_min = F(F(F(sl2 * sum_x) - F(sl * sxl)) / D)
+            if this_min > 0:
+                this_min, this_scale = F(0), F(sxl / sl2)
+            err = F(0)
+            for xi, wi, li in zip(x, w, La):
+                err = F(err + F(wi * F(F(F(this_scale * li) + this_min) - xi) ** 2))
+            if err < best:
+                L, best, scale, lo = La, err, this_scale, this_min
+    return scale, F(-lo), L
+
+
+def _ref_q4_k(x):
+    """quantize_row_q4_K_ref for one super-block x (256,) float32 -> 144 bytes."""
+    scales, mins, L = [], [], []
+    for j in range(8):
+        xs = x[32 * j:32 * j + 32]
+        av = F(np.sqrt(F(sum(F(v * v) for v in xs) / 32)))
+        sc, mn, Lj = _ref_qkx2(xs, [F(av + abs(v)) for v in xs], 15, -1.0, 0.1, 20)
+        scales.append(sc), mins.append(mn), L.extend(Lj)
+    top_sc, top_mn = max(max(scales), F(0)), max(max(mins), F(0))
+    inv_sc = F(63 / top_sc) if top_sc > 0 else F(0)
+    inv_mn = F(63 / top_mn) if top_mn > 0 else F(0)
+    ls = [min(63, _nearest(inv_sc * s)) for s in scales]
+    lm = [min(63, _nearest(inv_mn * m)) for m in mins]
+    d, dmin = np.float16(F(top_sc / F(63))), np.float16(F(top_mn / F(63)))
+    packed = [0] * 12
+    for j in range(8):
+        if j < 4:
+            packed[j], packed[j + 4] = ls[j], lm[j]
+        else:
+            packed[j + 4] = (ls[j] & 15) | ((lm[j] & 15) << 4)
+            packed[j - 4] |= (ls[j] >> 4) << 6
+            packed[j] |= (lm[j] >> 4) << 6
+    for j in range(8):
+        dd, dm = F(F(d) * ls[j]), F(F(dmin) * lm[j])
+        if dd:
+            for i in range(32):
+                L[32 * j + i] = max(0, min(15, _nearest(F(F(x[32 * j + i] + dm) / dd))))
+    qs = [L[64 * c + i] | (L[64 * c + 32 + i] << 4) for c in range(4) for i in range(32)]
+    return np.concatenate([np.array([d, dmin]).view(np.uint8), np.array(packed + qs, dtype=np.uint8)])
+
+
+def _ref_qx(x, nmax):
+    """make_qx_quants(n, nmax, x, L, rmse_type=1, qw=NULL), sequential float32: returns scale, L + nmax."""
+    k = int(np.argmax(np.abs(x)))  # first of the tied largest
+    top = x[k]
+    if abs(top) < 1e-15:
+        return F(0), [0] * len(x)
+
+    def fit(iscale):
+        L = [max(-nmax, min(nmax - 1, _nearest(iscale * xi))) for xi in x]
+        slx, sl2 = F(0), F(0)
+        for xi, li in zip(x, L):
+            w = F(xi * xi)
+            slx, sl2 = F(slx + F(F(w * xi) * li)), F(sl2 + F(F(w * li) * li))
+        return L, slx, sl2
+
+    L, slx, sl2 = fit(F(-nmax / top))
+    scale = F(slx / sl2) if sl2 else F(0)
+    best = F(scale * slx)
+    for s in [*range(-9, 0), *range(1, 10)]:
+        La, slx, sl2 = fit(F(F(-F(nmax + F(F(0.1) * s))) / top))
+        if sl2 > 0 and F(slx * slx) > F(best * sl2):
+            L, scale = La, F(slx / sl2)
+            best = F(scale * slx)
+    return scale, [li + nmax for li in L]
+
+
+def _ref_q6_k(x):
+    """quantize_row_q6_K_ref for one super-block x (256,) float32 -> 210 bytes."""
+    scales, L = [], []
+    for j in range(16):
+        sc, Lj = _ref_qx(x[16 * j:16 * j + 16], 32)
+        scales.append(sc), L.extend(Lj)
+    top = scales[int(np.argmax(np.abs(scales)))]
+    if abs(top) < 1e-15:
+        return np.zeros(210, dtype=np.uint8)
+    iscale = F(F(-128) / top)
+    d = np.float16(F(1 / iscale))
+    q_sc = [min(127, _nearest(iscale * s)) for s in scales]
+    for j in range(16):
+        dd = F(F(d) * q_sc[j])
+        if dd:
+            for i in range(16):
+                L[16 * j + i] = max(-32, min(31, _nearest(F(x[16 * j + i] / dd)))) + 32
+    ql, qh = [0] * 128, [0] * 64
+    for h in range(2):
+        for i in range(32):
+            q = [L[128 * h + 32 * r + i] for r in range(4)]
+            ql[64 * h + i] = (q[0] & 15) | ((q[2] & 15) << 4)
+            ql[64 * h + 32 + i] = (q[1] & 15) | ((q[3] & 15) << 4)
+            qh[32 * h + i] = (q[0] >> 4) | ((q[1] >> 4) << 2) | ((q[2] >> 4) << 4) | ((q[3] >> 4) << 6)
+    return np.concatenate([np.array(ql + qh, dtype=np.uint8), np.array(q_sc, dtype=np.int8).view(np.uint8),
+                           np.array([d]).view(np.uint8)])
+
+
+@pytest.mark.parametrize("qtype", KQUANTS)
+def test_k_quant_search_matches_llama_cpp_transcription(qtype, smollm2):
+    """Real super-blocks (MiniLM, SmolLM2's down_proj, one all-zero): the same bytes as the C reference."""
+    W = torch.cat([minilm_weight("encoder.layer.0.output.dense")[:2, :1024].reshape(-1, 256),
+                   torch.from_numpy(smollm2["blk.0.ffn_down.weight"][2][:1, :768]).reshape(-1, 256),
+                   torch.zeros(1, 256)])  # (12, 256)
+    ref = np.stack([(_ref_q4_k if qtype == "Q4_K" else _ref_q6_k)(row) for row in W.numpy()])
+    mine = quantize_blocks(W, qtype).numpy()
+    same = (mine == ref).all(1)
+    assert same.sum() >= 11, f"{same.sum()} of {len(same)} super-blocks byte-identical"  # float order may flip one
+    err_mine = _rel(W, dequantize_blocks(torch.from_numpy(mine), qtype, W.shape))
+    err_ref = _rel(W, torch.from_numpy(gguf.quants.dequantize(ref, GT[qtype])))
+    assert abs(err_mine - err_ref) <= 0.01 * err_ref
+
+
+def test_k_quants_beat_legacy_types_of_the_same_size():
+    """At 4.5 bits Q4_K beats Q4_0 on MiniLM's float weights; Q6_K (6.56 bits) beats Q5_1 (6.0 bits)."""
+    W = minilm_weight("encoder.layer.0.output.dense")  # (384, 1536)
+    err = {t: _rel(W, dequantize_blocks(quantize_blocks(W, t), t, W.shape)) for t in ("Q4_0", "Q4_K", "Q5_1", "Q6_K")}
+    assert err["Q4_K"] < 0.9 * err["Q4_0"]
+    assert err["Q6_K"] < err["Q5_1"]
+
+
+# ---- the importance matrix ----------------------------------------------------------------------------------
+
+def test_importance_is_the_diagonal_of_gptq_hessian():
+    X = torch.randn(50, 64)
+    torch.testing.assert_close(importance(X), torch.diagonal(X.T @ X), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("qtype", ["Q4_K", "Q6_K", "Q4_0", "Q4_1", "Q5_0"])
+def test_imatrix_lowers_the_output_error(qtype):
+    """Weighting the search by sum x^2 per column lowers ||X W^T - X W_hat^T|| on MiniLM's real inputs."""
+    W = minilm_weight("encoder.layer.0.output.dense")[:96]  # (96, 1536)
+    X = minilm_activation()  # (tokens, 1536)
+    out = [torch.linalg.norm(X @ (W - dequantize_blocks(quantize_blocks(W, qtype, imatrix), qtype, W.shape)).T)
+           for imatrix in (None, importance(X))]
+    assert out[1] < out[0]
+
+
+def test_imatrix_scale_does_not_change_the_codes():
+    W = minilm_weight("encoder.layer.0.output.dense")[:8]
+    imatrix = importance(torch.randn(40, 1536))
+    assert torch.equal(quantize_blocks(W, "Q4_K", imatrix), quantize_blocks(W, "Q4_K", imatrix / 40))
+
+
+# ---- the weight-method wrapper and the public edge ------------------------------------------------------------
+
+@pytest.mark.parametrize("qtype, bits", [("Q8_0", 8.5), ("Q4_0", 4.5), ("Q4_1", 5.0), ("Q5_0", 5.5), ("Q5_1", 6.0),
+                                         ("Q4_K", 4.5), ("Q6_K", 6.5625)])
+def test_quantize_weight_counts_the_block_bytes(qtype, bits):
+    W = torch.randn(8, 512)
+    qw = quantize_weight(W, torch.randn(20, 512), type=qtype)
+    assert qw.bits_per_weight == bits  # 8 * (bytes of one block) / (weights in it), from ggml-common.h
+    assert torch.equal(qw.dequantize(), dequantize_blocks(qw.data, qtype, (8, 512)))
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: quantize_blocks(torch.randn(4, 576), "Q4_K"), ValueError, r"multiples of 256.*576"),
+    (lambda: quantize_blocks(torch.randn(4, 48), "Q8_0"), ValueError, r"blocks of 32.*48 % 32 = 16"),
+    (lambda: quantize_blocks(torch.tensor([[float("nan")] * 32]), "Q4_0"), ValueError, "NaN or inf"),
+    (lambda: quantize_blocks(torch.full((1, 32), 7e4), "Q8_0"), ValueError, "fp16"),
+    (lambda: quantize_blocks(torch.randn(2, 32), "Q3_K"), ValueError, r"Q8_0.*Q6_K"),
+    (lambda: quantize_blocks(torch.randint(0, 5, (2, 32)), "Q8_0"), TypeError, "floating-point"),
+    (lambda: quantize_blocks(torch.randn(2, 256), "Q8_0", torch.ones(256)), ValueError, "Q8_0 has no search"),
+    (lambda: quantize_blocks(torch.randn(2, 256), "Q4_K", torch.ones(32)), ValueError, r"shape \(256,\)"),
+    (lambda: quantize_blocks(torch.randn(2, 256), "Q4_K", -torch.ones(256)), ValueError, ">= 0"),
+    (lambda: dequantize_blocks(torch.zeros(35, dtype=torch.uint8), "Q8_0", (1, 32)), ValueError, "35 bytes.*34"),
+    (lambda: dequantize_blocks(torch.zeros(34), "Q8_0", (1, 32)), TypeError, "uint8"),
+    (lambda: dequantize_blocks(torch.zeros(144, dtype=torch.uint8), "Q4_K", (1, 576)), ValueError, "256"),
+    (lambda: dequantize_blocks(torch.zeros(34, dtype=torch.uint8), "Q8_0", (0, 32)), ValueError, "positive ints"),
+    (lambda: importance(torch.randn(3, 4, 5)), ValueError, "2-D"),
+], ids=["k-quant-576", "row-48", "nan", "fp16-overflow", "unknown-type", "int-W", "imatrix-q8", "imatrix-shape",
+        "imatrix-negative", "data-length", "data-dtype", "shape-576", "shape-zero", "importance-3d"])
+def test_bad_inputs_are_refused(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
