@@ -210,7 +210,7 @@ def _search_scale_grid(v: torch.Tensor, w: torch.Tensor, nmax: int):
     iscale = (nmax + 0.1 * s) / top  # (n, 9)
     L = torch.round(iscale[..., None] * v[:, None, :])  # (n, 9, k)
     L[:, 1:] = L[:, 1:].clamp(max=nmax)
-    mse = (w[:, None, :] * (v[:, None, :] - L / iscale[..., None]) ** 2).sum(-1)  # (n, 9)
+    mse = (w[:, None, :] * (v[:, None, :] - (1 / iscale[..., None]) * L) ** 2).sum(-1)  # (n, 9)
     best = iscale.gather(1, mse.argmin(1, keepdim=True))  # (n, 1)
     L = torch.round(best * v).clamp(0, nmax)  # (n, k)
     sum_lx, sum_l2 = (w * v * L).sum(1), (w * L * L).sum(1)  # (n,)

