@@ -14,7 +14,7 @@ The k-quants quantize the sub-block scales themselves onto a 6- or 8-bit grid wi
 
     min over (scale, min):  sum_i w_i * (scale * L_i + min - x_i)^2,  L_i = clamp(round((x_i - min) / scale))
 
-tried on a grid of candidate scales, each refit by weighted least squares. Without an importance matrix
+walked over candidate scales, each refit by weighted least squares. Without an importance matrix
 w_i = rms(x) + |x_i| (Q4_K) or x_i^2 (Q6_K); with one (llama.cpp's imatrix, `importance(X)` = the diagonal
 of GPTQ's H), w_i = imatrix_i * sqrt(sigma^2 + x_i^2) and the scales are rounded onto their 6-bit grid
 by the same weighted search. Legacy types follow the reference rounding exactly (checked against
@@ -41,7 +41,7 @@ BLOCK_BYTES = {"Q8_0": (QK, 34), "Q4_0": (QK, 18), "Q4_1": (QK, 20), "Q5_0": (QK
                "Q4_K": (QK_K, 144), "Q6_K": (QK_K, 210)}  # type -> (weights per block, bytes per block)
 TYPES = tuple(BLOCK_BYTES)
 FP16_MAX = 65504.0  # d and m are fp16: a larger |W| would store inf
-_CHUNK = 4096  # blocks searched at once (the k-quant candidates cost blocks * steps * 32 floats)
+_CHUNK = 2 ** 18  # weights quantized at once: the candidate searches hold (blocks, candidates, block) floats
 
 
 # ---- bytes: fp16 fields, nibbles, the 5th bit ---------------------------------------------------------------
@@ -82,6 +82,12 @@ def _unbit_field(b: torch.Tensor) -> torch.Tensor:
 
 # ---- legacy blocks of 32 ------------------------------------------------------------------------------------
 
+def _inverse(d: torch.Tensor) -> torch.Tensor:
+    """1 / d, and 0 where d is 0 (or so small that 1 / d overflows: fp16 stores such a d as 0 anyway)."""
+    inv = 1 / d
+    return torch.where(torch.isfinite(inv), inv, torch.zeros_like(inv))
+
+
 def _legacy_encode(q: torch.Tensor, d: torch.Tensor, m: torch.Tensor | None, bits: int) -> torch.Tensor:
     """Lay out one legacy block (all multi-byte fields little-endian, j = 0..15):
 
@@ -114,8 +120,7 @@ def _legacy_reference(x: torch.Tensor, bits: int, symmetric: bool):
         m = x.amin(1, keepdim=True)  # (n, 1)
         d = (x.amax(1, keepdim=True) - m) / (levels - 1)
         shifted, offset = x - m, 0.5
-    inv = torch.where(d == 0, torch.zeros_like(d), 1 / d)
-    q = (shifted * inv + offset).trunc().clamp(0, levels - 1).to(torch.int32)
+    q = (shifted * _inverse(d) + offset).trunc().clamp(0, levels - 1).to(torch.int32)
     return q, d, m
 
 
@@ -125,7 +130,7 @@ def _q8_0(x: torch.Tensor) -> torch.Tensor:
     Shapes: x (n, 32) float32 -> (n, 34) uint8.
     """
     d = x.abs().amax(1, keepdim=True) / 127  # (n, 1)
-    v = x * torch.where(d == 0, torch.zeros_like(d), 1 / d)
+    v = x * _inverse(d)
     a = v.abs()
     q = torch.sign(v) * (a.floor() + (2 * (a - a.floor())).floor())  # round half away from zero, exactly
     return torch.cat([_f16_bytes(d), q.clamp(-127, 127).to(torch.int8).view(torch.uint8)], dim=1)
@@ -400,8 +405,8 @@ def quantize_blocks(W: torch.Tensor, type: str, imatrix: torch.Tensor | None = N
         sigma2 = rows.pow(2).mean(1, keepdim=True).expand(-1, n // block).reshape(-1, 1)  # (blocks, 1)
         qw = qw.expand(rows.shape[0], n).reshape(-1, block)  # (blocks, block)
     out = []
-    for start in range(0, x.shape[0], 2 ** 18 // block):  # bounded memory for the candidate searches
-        part = slice(start, start + 2 ** 18 // block)
+    for start in range(0, x.shape[0], _CHUNK // block):  # bounded memory for the candidate searches
+        part = slice(start, start + _CHUNK // block)
         xb, wb = x[part], None if qw is None else qw[part]
         if type == "Q8_0":
             out.append(_q8_0(xb))
