@@ -156,8 +156,8 @@ def _search_scale_min(x, w, nmax: int, rmin: float, rdelta: float, nstep: int):
         return torch.where(v > 0, torch.round(v.clamp(max=nmax)), torch.zeros_like(v))
 
     span = torch.where(flat[:, None], 1.0, hi - lo)
-    scale = span / nmax
-    L = codes(nmax / span, lo)
+    iscale = nmax / span
+    scale, L = 1 / iscale, codes(iscale, lo)
     best = (w * (scale * L + lo - x) ** 2).sum(1, keepdim=True)  # (n, 1)
     for s in range(nstep + 1):
         step = float(np.float32(np.float32(rmin) + np.float32(rdelta) * np.float32(s)) + np.float32(nmax))
