@@ -493,5 +493,6 @@ def quantize_weight(W: torch.Tensor, X: torch.Tensor | None = None, type: str = 
     """
     check_weight(W)
     _check_type(type)
-    imatrix = None if X is None or type == "Q8_0" else importance(check_inputs(X, W, False, "ggml"))
+    X = check_inputs(X, W, required=False, method="ggml")
+    imatrix = None if X is None or type == "Q8_0" else importance(X)
     return GGMLWeight(shape=W.shape, dtype=W.dtype, data=quantize_blocks(W, type, imatrix), type=type)

@@ -117,8 +117,9 @@ def test_smollm2_is_already_q4_1_so_requantizing_to_q4_1_is_lossless(smollm2):
     qtype, data, ref = smollm2["blk.0.ffn_down.weight"]
     assert qtype == "Q4_1"
     W = torch.from_numpy(ref)  # (576, 1536)
-    W_hat = dequantize_blocks(quantize_blocks(W, "Q4_1"), "Q4_1", W.shape)
-    assert _rel(W, W_hat) == 0.0
+    data_again = quantize_blocks(W, "Q4_1")
+    np.testing.assert_array_equal(data_again.numpy(), data)  # even the file's bytes come back
+    assert _rel(W, dequantize_blocks(data_again, "Q4_1", W.shape)) == 0.0
     assert _rel(W, dequantize_blocks(quantize_blocks(W, "Q4_0"), "Q4_0", W.shape)) > 0.05  # another grid is not
     assert _rel(W, dequantize_blocks(quantize_blocks(W, "Q4_K"), "Q4_K", W.shape)) > 0.0
 
@@ -397,8 +398,9 @@ def test_quantize_weight_counts_the_block_bytes(qtype, bits):
     (lambda: dequantize_blocks(torch.zeros(144, dtype=torch.uint8), "Q4_K", (1, 576)), ValueError, "256"),
     (lambda: dequantize_blocks(torch.zeros(34, dtype=torch.uint8), "Q8_0", (0, 32)), ValueError, "positive ints"),
     (lambda: importance(torch.randn(3, 4, 5)), ValueError, "2-D"),
+    (lambda: quantize_weight(torch.randn(4, 64), torch.randn(9, 32), type="Q8_0"), ValueError, r"\(tokens, 64\)"),
 ], ids=["k-quant-576", "row-48", "nan", "fp16-overflow", "unknown-type", "int-W", "imatrix-q8", "imatrix-shape",
-        "imatrix-negative", "data-length", "data-dtype", "shape-576", "shape-zero", "importance-3d"])
+        "imatrix-negative", "data-length", "data-dtype", "shape-576", "shape-zero", "importance-3d", "X-shape"])
 def test_bad_inputs_are_refused(call, error, match):
     with pytest.raises(error, match=match):
         call()
