@@ -33,8 +33,8 @@ import torch
 from ..core.validation import check_choice, check_float_tensor, check_inputs, check_weight
 from .weight import QuantizedWeight
 
-__all__ = ["BLOCK_BYTES", "FP16_MAX", "GGMLWeight", "TYPES", "dequantize_blocks", "importance", "quantize_blocks",
-           "quantize_weight"]
+__all__ = ["BLOCK_BYTES", "FP16_MAX", "GGMLWeight", "TYPES", "dequantize_blocks", "importance", "pack_blocks",
+           "quantize_blocks", "quantize_weight"]
 
 QK, QK_K = 32, 256
 BLOCK_BYTES = {"Q8_0": (QK, 34), "Q4_0": (QK, 18), "Q4_1": (QK, 20), "Q5_0": (QK, 22), "Q5_1": (QK, 24),
@@ -418,6 +418,43 @@ def quantize_blocks(W: torch.Tensor, type: str, imatrix: torch.Tensor | None = N
                 _legacy_weighted(xb, wb, sigma2[part], bits, symmetric)
             out.append(_legacy_encode(q, d, m, bits))
     return torch.cat(out).reshape(*W.shape[:-1], n // block * nbytes)
+
+
+def pack_blocks(q: torch.Tensor, d: torch.Tensor, m: torch.Tensor | None, type: str) -> torch.Tensor:
+    """Lay out given codes and block scales as a legacy type's bytes, with no rounding choice of its own.
+
+    Q8_0: r = d q, q in -128..127;  Q4_0 / Q5_0: r = d (q - 8 / 16), q in 0..15 / 0..31;
+    Q4_1 / Q5_1: r = d q + m, q in 0..15 / 0..31. d and m are stored in fp16 (rounded to nearest even).
+    For a grid found elsewhere (GPTQ's codes and scales): the exporter writes it without re-rounding.
+    Shapes: q (..., n) integer, d and m (..., n / 32) float -> (..., n / 32 * bytes) uint8.
+    """
+    block, nbytes = _check_type(type)
+    if block != QK:
+        raise ValueError(f"pack_blocks lays out the legacy types {TYPES[:5]}, got {type!r} (k-quants search their "
+                         "own sub-block scales: use quantize_blocks)")
+    if not isinstance(q, torch.Tensor) or q.is_floating_point() or q.ndim == 0:
+        got = q.dtype if isinstance(q, torch.Tensor) else q.__class__.__name__
+        raise TypeError(f"q must be an integer tensor of codes (..., n), got {got}")
+    _check_rows(q.shape[-1], type, block)
+    lo, hi = (-128, 127) if type == "Q8_0" else (0, 2 ** int(type[1]) - 1)
+    if q.numel() and (int(q.min()) < lo or int(q.max()) > hi):
+        raise ValueError(f"{type} codes must be in {lo}..{hi}, got {int(q.min())}..{int(q.max())}")
+    need_m = type.endswith("_1")
+    stats = (("d", d),) + ((("m", m),) if need_m else ())
+    if not need_m and m is not None:
+        raise ValueError(f"{type} stores no min m (it is symmetric): pass m=None")
+    for name, t in stats:
+        check_float_tensor(t, name)
+        if t.shape != (*q.shape[:-1], q.shape[-1] // block):
+            raise ValueError(f"{name} must have shape {(*q.shape[:-1], q.shape[-1] // block)}, one per block of 32, "
+                             f"got {tuple(t.shape)}")
+    codes = q.reshape(-1, block).to(torch.int32)  # (blocks, 32)
+    d_b = d.reshape(-1, 1).float()  # (blocks, 1)
+    if type == "Q8_0":
+        out = torch.cat([_f16_bytes(d_b), codes.to(torch.int8).view(torch.uint8)], dim=1)
+    else:
+        out = _legacy_encode(codes, d_b, m.reshape(-1, 1).float() if need_m else None, int(type[1]))
+    return out.reshape(*q.shape[:-1], q.shape[-1] // block * nbytes)
 
 
 def _decode(b: torch.Tensor, type: str) -> torch.Tensor:

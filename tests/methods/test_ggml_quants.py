@@ -14,7 +14,7 @@ import torch
 from qlearn.data.llm import smollm2_gguf
 from qlearn.data.models import minilm_activation, minilm_weight
 from qlearn.methods import ggml_quants
-from qlearn.methods.ggml_quants import dequantize_blocks, importance, quantize_blocks, quantize_weight
+from qlearn.methods.ggml_quants import dequantize_blocks, importance, pack_blocks, quantize_blocks, quantize_weight
 
 LEGACY = ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"]
 KQUANTS = ["Q4_K", "Q6_K"]
@@ -122,6 +122,23 @@ def test_smollm2_is_already_q4_1_so_requantizing_to_q4_1_is_lossless(smollm2):
     assert _rel(W, dequantize_blocks(data_again, "Q4_1", W.shape)) == 0.0
     assert _rel(W, dequantize_blocks(quantize_blocks(W, "Q4_0"), "Q4_0", W.shape)) > 0.05  # another grid is not
     assert _rel(W, dequantize_blocks(quantize_blocks(W, "Q4_K"), "Q4_K", W.shape)) > 0.0
+
+
+@pytest.mark.parametrize("qtype", LEGACY)
+def test_pack_blocks_writes_given_codes_and_scales(qtype):
+    """A grid found elsewhere (GPTQ's) goes in as it is: dequantized = fp16(d) * (q - offset) + fp16(m)."""
+    g = torch.Generator().manual_seed(3)
+    lo, hi = (-128, 127) if qtype == "Q8_0" else (0, 2 ** int(qtype[1]) - 1)
+    q = torch.randint(lo, hi + 1, (6, 64), generator=g)
+    d, m = torch.rand(6, 2, generator=g) * 0.01, -torch.rand(6, 2, generator=g) * 0.1
+    offset = {"Q4_0": 8, "Q5_0": 16}.get(qtype, 0)
+    has_m = qtype.endswith("_1")
+    data = pack_blocks(q, d, m if has_m else None, qtype)
+    per_weight = (q - offset).float().reshape(6, 2, 32) * d.half().float()[..., None]  # (6, 2 blocks, 32)
+    expected = per_weight + (m.half().float()[..., None] if has_m else 0.0)
+    assert torch.equal(dequantize_blocks(data, qtype, (6, 64)), expected.reshape(6, 64))
+    with pytest.raises(ValueError, match=f"codes must be in {lo}..{hi}"):
+        pack_blocks(q + hi + 1, d, m if has_m else None, qtype)
 
 
 # ---- k-quants: the search against a block-by-block transcription of llama.cpp -------------------------------
@@ -399,8 +416,13 @@ def test_quantize_weight_counts_the_block_bytes(qtype, bits):
     (lambda: dequantize_blocks(torch.zeros(34, dtype=torch.uint8), "Q8_0", (0, 32)), ValueError, "positive ints"),
     (lambda: importance(torch.randn(3, 4, 5)), ValueError, "2-D"),
     (lambda: quantize_weight(torch.randn(4, 64), torch.randn(9, 32), type="Q8_0"), ValueError, r"\(tokens, 64\)"),
+    (lambda: pack_blocks(torch.zeros(1, 256, dtype=torch.long), torch.ones(1, 1), None, "Q4_K"), ValueError, "legacy"),
+    (lambda: pack_blocks(torch.zeros(1, 64, dtype=torch.long), torch.ones(1, 1), None, "Q8_0"), ValueError,
+     r"d must have shape \(1, 2\)"),
+    (lambda: pack_blocks(torch.zeros(1, 32), torch.ones(1, 1), None, "Q8_0"), TypeError, "integer"),
 ], ids=["k-quant-576", "row-48", "nan", "fp16-overflow", "unknown-type", "int-W", "imatrix-q8", "imatrix-shape",
-        "imatrix-negative", "data-length", "data-dtype", "shape-576", "shape-zero", "importance-3d", "X-shape"])
+        "imatrix-negative", "data-length", "data-dtype", "shape-576", "shape-zero", "importance-3d", "X-shape",
+        "pack-k-quant", "pack-d-shape", "pack-float-codes"])
 def test_bad_inputs_are_refused(call, error, match):
     with pytest.raises(error, match=match):
         call()

@@ -9,6 +9,10 @@ import pytest
 import torch
 import transformers
 
+import copy
+
+from qlearn.core.granularity import PerChannel, PerGroup
+from qlearn.inference.quantize_model import quantize_model
 from qlearn.methods.ggml_quants import dequantize_blocks, quantize_blocks
 from qlearn.methods.gguf_export import FILE_TYPES, export_gguf, permute_for_gguf
 
@@ -68,6 +72,51 @@ def test_export_reloads_in_transformers_with_the_same_weights(file_type, tiny, t
     assert reader.fields["general.file_type"].contents() == {"F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q8_0": 7}[
         file_type]  # gguf.LlamaFileType: ALL_F32, MOSTLY_F16, MOSTLY_Q4_0, MOSTLY_Q4_1, MOSTLY_Q8_0
     assert "output.weight" not in {t.name for t in reader.tensors}  # tied lm_head: token_embd serves both
+
+
+def _fp16(t):
+    return t.half().float()
+
+
+@pytest.mark.parametrize("bits, granularity, symmetric, ggml_type", [
+    (4, PerGroup(32), False, "Q4_1"), (3, PerGroup(64), False, "Q4_1"), (4, PerChannel(0), False, "Q4_1"),
+    (5, PerGroup(32), False, "Q5_1"), (4, PerGroup(32), True, "Q4_0"), (8, PerGroup(32), True, "Q8_0"),
+], ids=["4bit-g32", "3bit-g64", "4bit-row", "5bit-g32", "4bit-sym", "8bit-sym"])
+def test_a_quantized_model_is_written_with_its_own_codes(bits, granularity, symmetric, ggml_type, tiny, tmp_path):
+    """type=None: each group's scale and zero point become d = scale, m = scale (qmin - zero_point) in fp16."""
+    model, source = tiny
+    model = copy.deepcopy(model)
+    quantize_model(model, bits=bits, granularity=granularity, symmetric=symmetric, method="rtn")
+    path = export_gguf(model, None, tmp_path / "grid.gguf", type=None, metadata_from=source)
+    types = {t.name: t.tensor_type.name for t in gguf.GGUFReader(str(path)).tensors}
+    assert types["blk.0.attn_q.weight"] == types["blk.1.ffn_down.weight"] == ggml_type
+    reloaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=path.name, dtype=torch.float32)
+    theirs = reloaded.state_dict()
+    layer = model.model.layers[1].mlp.down_proj  # (64, 128)
+    qmin = -(2 ** (bits - 1))
+    blocks = granularity.to_blocks(layer.codes().float())  # (out, in / g, g) or (out, in)
+    u = (layer.codes().float() - qmin).reshape(blocks.shape)
+    expected = _fp16(layer.scale) * u + _fp16(layer.scale * (qmin - layer.zero_point.float()))
+    if symmetric:  # Q4_0 / Q8_0: r = d * q, no m
+        expected = _fp16(layer.scale) * layer.codes().float().reshape(blocks.shape)
+    assert torch.equal(theirs["model.layers.1.mlp.down_proj.weight"], expected.reshape(64, 128))
+    W_hat = layer.dequantized_weight()  # the course's own values: only d and m's fp16 rounding differs
+    assert (theirs["model.layers.1.mlp.down_proj.weight"] - W_hat).abs().max() <= 1e-3 * W_hat.abs().max()
+    q_file = theirs["model.layers.0.self_attn.q_proj.weight"]  # rows back in Hugging Face order
+    assert (q_file - model.model.layers[0].self_attn.q_proj.dequantized_weight()).abs().max() <= 1e-3
+
+
+@pytest.mark.parametrize("bits, granularity, symmetric, match", [
+    (4, PerGroup(16), False, "whole blocks of 32"), (8, PerGroup(32), False, "asymmetric 8-bit"),
+], ids=["group-16", "asym-8bit"])
+def test_a_grid_no_ggml_type_holds_is_refused(bits, granularity, symmetric, match, tiny, tmp_path):
+    model = copy.deepcopy(tiny[0])
+    quantize_model(model, bits=bits, granularity=granularity, symmetric=symmetric, method="rtn")
+    with pytest.raises(ValueError, match=match):
+        export_gguf(model, None, tmp_path / "x.gguf", type=None, metadata_from=tiny[1])
+    with pytest.raises(ValueError, match="type=None"):
+        export_gguf(model, None, tmp_path / "x.gguf", type="Q8_0", metadata_from=tiny[1])
+    assert not (tmp_path / "x.gguf").exists()
 
 
 def test_permute_interleaves_the_rotary_halves_of_each_head():
