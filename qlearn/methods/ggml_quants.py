@@ -379,6 +379,9 @@ def _check_imatrix(imatrix, type: str, n: int) -> torch.Tensor | None:
         raise ValueError(f"imatrix must have shape ({n},), one value per input column, got {tuple(imatrix.shape)}")
     if bool((imatrix < 0).any()):
         raise ValueError("imatrix must be >= 0 (a sum of squared inputs), got negative values")
+    if not bool((imatrix > 0).any()):
+        raise ValueError("imatrix is all zero: every weight would count for nothing (and a block's scale could "
+                         "come out 0); pass imatrix=None, or the importance of real inputs")
     return imatrix.detach().float()
 
 

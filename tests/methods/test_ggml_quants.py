@@ -410,6 +410,7 @@ def test_quantize_weight_counts_the_block_bytes(qtype, bits):
     (lambda: quantize_blocks(torch.randn(2, 256), "Q8_0", torch.ones(256)), ValueError, "Q8_0 has no search"),
     (lambda: quantize_blocks(torch.randn(2, 256), "Q4_K", torch.ones(32)), ValueError, r"shape \(256,\)"),
     (lambda: quantize_blocks(torch.randn(2, 256), "Q4_K", -torch.ones(256)), ValueError, ">= 0"),
+    (lambda: quantize_blocks(torch.randn(2, 256), "Q6_K", torch.zeros(256)), ValueError, "all zero"),
     (lambda: dequantize_blocks(torch.zeros(35, dtype=torch.uint8), "Q8_0", (1, 32)), ValueError, "35 bytes.*34"),
     (lambda: dequantize_blocks(torch.zeros(34), "Q8_0", (1, 32)), TypeError, "uint8"),
     (lambda: dequantize_blocks(torch.zeros(144, dtype=torch.uint8), "Q4_K", (1, 576)), ValueError, "256"),
@@ -421,7 +422,7 @@ def test_quantize_weight_counts_the_block_bytes(qtype, bits):
      r"d must have shape \(1, 2\)"),
     (lambda: pack_blocks(torch.zeros(1, 32), torch.ones(1, 1), None, "Q8_0"), TypeError, "integer"),
 ], ids=["k-quant-576", "row-48", "nan", "fp16-overflow", "unknown-type", "int-W", "imatrix-q8", "imatrix-shape",
-        "imatrix-negative", "data-length", "data-dtype", "shape-576", "shape-zero", "importance-3d", "X-shape",
+        "imatrix-negative", "imatrix-zero", "data-length", "data-dtype", "shape-576", "shape-zero", "importance-3d", "X-shape",
         "pack-k-quant", "pack-d-shape", "pack-float-codes"])
 def test_bad_inputs_are_refused(call, error, match):
     with pytest.raises(error, match=match):
