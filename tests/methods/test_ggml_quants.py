@@ -422,8 +422,8 @@ def test_quantize_weight_counts_the_block_bytes(qtype, bits):
      r"d must have shape \(1, 2\)"),
     (lambda: pack_blocks(torch.zeros(1, 32), torch.ones(1, 1), None, "Q8_0"), TypeError, "integer"),
 ], ids=["k-quant-576", "row-48", "nan", "fp16-overflow", "unknown-type", "int-W", "imatrix-q8", "imatrix-shape",
-        "imatrix-negative", "imatrix-zero", "data-length", "data-dtype", "shape-576", "shape-zero", "importance-3d", "X-shape",
-        "pack-k-quant", "pack-d-shape", "pack-float-codes"])
+        "imatrix-negative", "imatrix-zero", "data-length", "data-dtype", "shape-576", "shape-zero", "importance-3d",
+        "X-shape", "pack-k-quant", "pack-d-shape", "pack-float-codes"])
 def test_bad_inputs_are_refused(call, error, match):
     with pytest.raises(error, match=match):
         call()

@@ -3,13 +3,13 @@
 A tiny random Llama (vocab 64) keeps it fast; its tokenizer metadata comes from a small GGUF written here.
 """
 
+import copy
+
 import gguf
 import numpy as np
 import pytest
 import torch
 import transformers
-
-import copy
 
 from qlearn.core.granularity import PerChannel, PerGroup
 from qlearn.inference.quantize_model import quantize_model
