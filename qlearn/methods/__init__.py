@@ -20,6 +20,9 @@ them up in one loop:
     lora        LoRA adapters and their training loop (QLoRA over NF4Linear, notebook 10)
     wanda       Wanda: prune by |W| * ||X_j|| per output row, no update (pruning an LLM, notebook 13)
     sparsegpt   SparseGPT: GPTQ's OBS loop with zeros, block-wise masks, optional joint quantization
+    ggml_quants GGUF's block formats (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q6_K), llama.cpp's k-quant search and
+                importance matrix (notebook 14)
+    gguf_export write a Llama model (float, or a quantize_model grid) as a GGUF file
     finetune_memory  the bytes of full, LoRA and QLoRA fine-tuning
 
 Shared pieces, one home each: `weight` (the quantized-weight container, and a QuantLinear built from it) and
@@ -30,8 +33,8 @@ This layer sits on top: it may import core, inference, training and data, never 
 widgets, exercises).
 """
 
-from . import (awq, finetune_memory, folding, gptq, hqq, llm_int8, lora, nf4, rtn, smoothquant, sparsegpt, w8a8_sim,
-               wanda, weight)
+from . import (awq, finetune_memory, folding, ggml_quants, gguf_export, gptq, hqq, llm_int8, lora, nf4, rtn,
+               smoothquant, sparsegpt, w8a8_sim, wanda, weight)
 
-__all__ = ["awq", "finetune_memory", "folding", "gptq", "hqq", "llm_int8", "lora", "nf4", "rtn", "smoothquant",
-           "sparsegpt", "w8a8_sim", "wanda", "weight"]
+__all__ = ["awq", "finetune_memory", "folding", "ggml_quants", "gguf_export", "gptq", "hqq", "llm_int8", "lora", "nf4",
+           "rtn", "smoothquant", "sparsegpt", "w8a8_sim", "wanda", "weight"]
