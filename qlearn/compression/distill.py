@@ -65,7 +65,11 @@ def soft_target_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     if not isinstance(scale_by_T2, bool):
         raise TypeError(f"scale_by_T2 must be True or False, got {scale_by_T2!r}")
     log_q = F.log_softmax(student_logits / T, dim=-1)  # (batch, classes)
-    log_p = F.log_softmax(teacher_logits.detach().to(student_logits.dtype) / T, dim=-1)  # (batch, classes)
+    teacher_logits = teacher_logits.detach().to(student_logits.dtype)  # (batch, classes)
+    if not bool(torch.isfinite(teacher_logits).all()):
+        raise ValueError(f"teacher_logits overflow student_logits' dtype {student_logits.dtype}; pass logits in the "
+                         "student's range")
+    log_p = F.log_softmax(teacher_logits / T, dim=-1)  # (batch, classes)
     kl = F.kl_div(log_q, log_p, reduction="batchmean", log_target=True)
     return kl * T * T if scale_by_T2 else kl
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from torch import nn
 
+from ..core.validation import check_bool, check_number
 from ..data.digits import Digits, train
 from .prune import check_sparsity, prunable_layers, prune_model, remove_masks
 
@@ -60,6 +61,10 @@ def gradual_prune(model: nn.Module, data: Digits, final_sparsity: float, n_steps
     _check_int(n_steps, "n_steps", 1)
     _check_int(epochs_per_step, "epochs_per_step", 1)
     check_sparsity(final_sparsity, "final_sparsity")
+    check_number(lr, "lr", 0.0, low_inclusive=False)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {seed!r}")
+    check_bool(progress, "progress")
     names = list(prunable_layers(model, layers))
     reached = []
     for t in tqdm(range(1, n_steps + 1), disable=not progress, desc="pruning steps"):
@@ -86,6 +91,7 @@ def sensitivity_scan(model: nn.Module, sparsities: Sequence[float], evaluate: Ca
     if isinstance(sparsities, (str, bytes)) or not isinstance(sparsities, Sequence) or not sparsities:
         raise TypeError(f"sparsities must be a non-empty list of numbers from 0 to 1, got {sparsities!r}")
     sparsities = [check_sparsity(s) for s in sparsities]
+    check_bool(progress, "progress")
     names = list(prunable_layers(model, layers))
     scan = {}
     for name in tqdm(names, disable=not progress, desc="layers"):

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ..core.modules import replace_module
+from ..core.validation import check_float_tensor, check_number
 from .prune import check_sparsity
 
 _LAYER_TYPES = (nn.Linear, nn.Conv2d)
@@ -36,9 +37,11 @@ def unit_scores(W: torch.Tensor, p: float = 2) -> torch.Tensor:
     """Importance of each output unit: ||W[j, ...]||_p. Shapes: W (out, ...) -> scores (out,)."""
     if not isinstance(W, torch.Tensor) or not W.is_floating_point() or W.ndim < 2:
         raise TypeError("W must be a floating-point weight tensor with 2 or more dims, (out, ...)")
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not p > 0:
-        raise ValueError(f"p must be a positive number (1 or 2 are usual), got {p!r}")
-    return W.detach().flatten(1).norm(p=p, dim=1)  # (out, in * kh * kw) -> (out,)
+    check_float_tensor(W, "W")
+    check_number(p, "p", 0.0, low_inclusive=False)  # 1 or 2 are usual
+    rows = W.detach().flatten(1)  # (out, in * kh * kw)
+    top = rows.abs().amax().clamp(min=torch.finfo(rows.dtype).tiny)  # scale first: |w|^p must not overflow
+    return (rows / top).norm(p=p, dim=1) * top  # (out,)
 
 
 def units_to_keep(W: torch.Tensor, sparsity: float, p: float = 2) -> torch.Tensor:

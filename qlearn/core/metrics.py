@@ -17,10 +17,18 @@ def _pair(x, x_hat):
     return x.detach().double(), x_hat.detach().to(x.device).double()
 
 
+def _finite(value: float, what: str) -> float:
+    """Raise rather than return inf: an error of finite inputs that float64 cannot hold."""
+    if not math.isfinite(value):
+        raise ValueError(f"{what} overflows float64 (values beyond ~1e154 square past float64's range); "
+                         "rescale both tensors first")
+    return value
+
+
 def mse(x: torch.Tensor, x_hat: torch.Tensor) -> float:
     """Mean squared error: mean((x - x_hat)^2). Shapes: x, x_hat (...) -> float."""
     x, x_hat = _pair(x, x_hat)
-    return float((x - x_hat).square().mean())
+    return _finite(float((x - x_hat).square().mean()), "the mean squared error")
 
 
 def max_abs_error(x: torch.Tensor, x_hat: torch.Tensor) -> float:
@@ -37,12 +45,15 @@ def sqnr_db(x: torch.Tensor, x_hat: torch.Tensor) -> float:
     Shapes: x, x_hat (...) -> float.
     """
     x, x_hat = _pair(x, x_hat)
-    signal, noise = float(x.square().sum()), float((x - x_hat).square().sum())
-    if noise == 0.0:
+    error = x - x_hat
+    top_x, top_e = float(x.abs().max()), float(error.abs().max())
+    if top_e == 0.0:
         return math.inf
-    if signal == 0.0:
+    if top_x == 0.0:
         return -math.inf
-    return 10.0 * math.log10(signal / noise)
+    # each sum scaled by its largest term first, so neither overflows nor underflows for any finite input
+    signal, noise = float((x / top_x).square().sum()), float((error / top_e).square().sum())
+    return 20.0 * (math.log10(top_x) - math.log10(top_e)) + 10.0 * math.log10(signal / noise)
 
 
 def cosine_similarity(x: torch.Tensor, x_hat: torch.Tensor) -> float:
@@ -74,6 +85,9 @@ def perplexity(model: torch.nn.Module, tokenizer, text: str, window: int = 512, 
     """
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module (a causal LM), got {type(model).__name__}")
+    if not callable(getattr(model, "get_input_embeddings", None)):
+        raise TypeError(f"model must be a causal language model (a Hugging Face model with get_input_embeddings(), "
+                        f"such as load_llm()'s), got {type(model).__name__}")
     if not callable(tokenizer):
         raise TypeError(f"tokenizer must be a Hugging Face tokenizer, got {type(tokenizer).__name__}")
     if not isinstance(text, str) or not text.strip():

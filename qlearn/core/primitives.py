@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .validation import check_bits, check_bool, check_float_tensor
+from .validation import check_bits, check_bool, check_float_dtype, check_float_tensor
 from .granularity import Granularity, PerTensor, check_granularity
 
 CODE_DTYPE = torch.int8
@@ -65,8 +65,7 @@ class QParams:
             raise ValueError(f"every zero_point must lie in [{self.qmin}, {self.qmax}]")
         if self.symmetric and bool((self.zero_point != 0).any()):
             raise ValueError("a symmetric QParams must have zero_point == 0")
-        if not self.dtype.is_floating_point:
-            raise TypeError(f"dtype must be a floating-point dtype, got {self.dtype}")
+        check_float_dtype(self.dtype)
 
     def check_fits(self, shape: torch.Size, what: str = "tensor") -> None:
         """Raise ValueError unless these parameters were made for a tensor of `shape`."""
@@ -126,6 +125,9 @@ def minmax_params(xb: torch.Tensor, dims, bits: int, symmetric: bool,
     check_bits(bits)
     check_bool(symmetric, "symmetric")
     check_bool(restricted, "restricted")
+    listed = dims if isinstance(dims, tuple) else (dims,)
+    if not all(isinstance(d, int) and not isinstance(d, bool) and -xb.ndim <= d < xb.ndim for d in listed):
+        raise ValueError(f"dims must be a dim of xb (ndim {xb.ndim}) or a tuple of them, got {dims!r}")
     if not restricted and not symmetric:
         raise ValueError("restricted=False only applies to symmetric=True")
     qmin, qmax = qrange(bits)
@@ -189,7 +191,11 @@ def cast_finite(r: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     which is closer to the original weight than the level was.
     Shapes: r (...) -> (...), in `dtype`.
     """
-    if r.is_floating_point() and dtype.is_floating_point and torch.finfo(dtype).max < torch.finfo(r.dtype).max:
+    if not isinstance(r, torch.Tensor) or not r.is_floating_point():
+        raise TypeError(f"r must be a floating-point tensor, got "
+                        f"{r.dtype if isinstance(r, torch.Tensor) else type(r).__name__}")
+    check_float_dtype(dtype)
+    if torch.finfo(dtype).max < torch.finfo(r.dtype).max:
         limit = torch.finfo(dtype).max
         r = r.clamp(-limit, limit)
     return r.to(dtype)

@@ -11,6 +11,8 @@ Each checker returns the (normalised) value, so a check reads `bits = check_bits
     check_weight(W); check_inputs(X, W, ...)        a weight (out, in) and its calibration inputs (tokens, in)
     check_group_size(g, in_features)                None or a positive divisor of in_features
     check_module(model)                             a torch.nn.Module
+    check_names(names, model)                       a list of module names of the model
+    check_float_dtype(dtype)                        a floating-point torch.dtype
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["MAX_BITS", "MIN_BITS", "WEIGHT_LIMIT", "check_bits", "check_bool", "check_choice", "check_float_tensor",
-           "check_group_size", "check_inputs", "check_module", "check_number", "check_positive_int",
-           "check_same_shape", "check_weight"]
+__all__ = ["MAX_BITS", "MIN_BITS", "WEIGHT_LIMIT", "check_bits", "check_bool", "check_choice", "check_float_dtype",
+           "check_float_tensor", "check_group_size", "check_inputs", "check_module", "check_names", "check_number",
+           "check_positive_int", "check_same_shape", "check_weight"]
 
 MIN_BITS, MAX_BITS = 2, 8
 # The largest weight magnitude a method accepts: scales and ranges are stored and computed in float32, and a
@@ -98,6 +100,28 @@ def check_module(model, name: str = "model") -> nn.Module:
     return model
 
 
+def check_names(names, model: nn.Module, name: str = "names") -> list[str]:
+    """Return `names` as a list if it is a list (or other iterable, not a string) of module names of `model`."""
+    if isinstance(names, (str, bytes)) or not hasattr(names, "__iter__"):
+        raise TypeError(f"{name} must be a list of module names such as ['model.layers.0.mlp.up_proj'], got "
+                        f"{type(names).__name__} {names!r:.80}")
+    names = list(names)
+    if not all(isinstance(n, str) for n in names):
+        raise TypeError(f"{name} must hold module names (strings), got {names!r:.80}")
+    modules = dict(model.named_modules())
+    unknown = [n for n in names if n not in modules]
+    if unknown:
+        raise ValueError(f"{name} must be module names of the model; unknown: {unknown[:5]}")
+    return names
+
+
+def check_float_dtype(dtype, name: str = "dtype") -> torch.dtype:
+    """Return `dtype` if it is a floating-point torch.dtype (torch.float32, torch.float16, ...), else raise."""
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"{name} must be a floating-point torch.dtype such as torch.float32, got {dtype!r}")
+    return dtype
+
+
 def check_float_tensor(x, name: str = "x", allow_empty: bool = False) -> torch.Tensor:
     """Raise unless `x` is a non-empty floating-point tensor with only finite values (not on the meta device)."""
     if not isinstance(x, torch.Tensor):
@@ -116,7 +140,10 @@ def check_float_tensor(x, name: str = "x", allow_empty: bool = False) -> torch.T
 
 
 def check_same_shape(a: torch.Tensor, b: torch.Tensor, names=("a", "b")) -> None:
-    """Raise unless a and b have the same shape."""
+    """Raise unless a and b are tensors of the same shape."""
+    for t, n in zip((a, b), names):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{n} must be a torch.Tensor, got {type(t).__name__}")
     if a.shape != b.shape:
         raise ValueError(f"{names[0]} and {names[1]} must have the same shape, got {tuple(a.shape)} and "
                          f"{tuple(b.shape)}")

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..core.validation import check_bool, check_number
+
 N_CLASSES = 10
 N_PIXELS = 64
 
@@ -71,8 +73,10 @@ def train(model: nn.Module, data: Digits, epochs: int = 30, lr: float = 1e-3, ba
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if not isinstance(lr, (int, float)) or not lr > 0:
-        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    check_number(lr, "lr", 0.0, low_inclusive=False)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {seed!r}")
+    check_bool(progress, "progress")
     loss_fn = loss_fn or (lambda logits, X, y: nn.functional.cross_entropy(logits, y))
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)

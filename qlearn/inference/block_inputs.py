@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..core.validation import check_module, check_names
 from .capture import attention_mask, capture_inputs, run_batch
 from .targets import block_prefix, blocks
 
@@ -38,6 +39,11 @@ def block_chain(model: nn.Module, groups: list[list[str]]) -> list[nn.Module] | 
 
     Shapes: groups [[layer names of block 0], ...] -> [block 0, block 1, ...] (len <= len(groups)) or None.
     """
+    check_module(model)
+    if isinstance(groups, (str, bytes)) or not isinstance(groups, (list, tuple)) or not all(
+            isinstance(g, (list, tuple)) and g and all(isinstance(n, str) for n in g) for g in groups):
+        raise TypeError(f"groups must be a list of non-empty lists of layer names (targets.blocks(names)), got "
+                        f"{groups!r:.80}")
     modules = dict(model.named_modules())
     chain, parent, last = [], None, None
     for group in groups:
@@ -62,6 +68,12 @@ class BlockInputs:
     """Each calibration batch's inputs (args, kwargs) of the current block, moved one block at a time."""
 
     def __init__(self, model: nn.Module, chain: list[nn.Module], batches: list):
+        check_module(model)
+        inside = {id(m) for m in model.modules()}
+        if not isinstance(chain, (list, tuple)) or not chain or not all(
+                isinstance(b, nn.Module) and id(b) in inside for b in chain):
+            raise ValueError(f"chain must be a non-empty list of blocks of the model (block_chain(model, groups)), "
+                             f"got {chain!r:.80}")
         self.chain = chain
         self.masks = [attention_mask(b) for b in batches]
         calls = []
@@ -128,7 +140,7 @@ def calibration_blocks(model: nn.Module, names, batches: list):
 
     Shapes: names [layer names] -> each step (group [names of one block], {name: X (tokens, in)}).
     """
-    groups = blocks(list(names))
+    groups = blocks(check_names(names, check_module(model)))
     chain = block_chain(model, groups)
     cached = None if chain is None else BlockInputs(model, chain, batches)
     for index, group in enumerate(groups):

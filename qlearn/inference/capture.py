@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping
 import torch
 from torch import nn
 
+from ..core.validation import check_bool, check_module, check_names
+
 
 def first_tensor(value, what: str) -> torch.Tensor:
     """The tensor itself, or the first element of a tuple / list such as (X, y) or a hook's args."""
@@ -58,7 +60,7 @@ def check_batches(calibration, what: str = "calibration", model: nn.Module | Non
     batches = list(calibration)
     if not batches:
         raise ValueError(f"{what} is empty; it needs at least one batch")
-    vocabulary = None if model is None else _vocabulary_size(model)
+    vocabulary = None if model is None else _vocabulary_size(check_module(model))
     for index, batch in enumerate(batches):
         if isinstance(batch, Mapping):
             tensors = [v for v in batch.values() if isinstance(v, torch.Tensor)]
@@ -84,6 +86,9 @@ def check_batches(calibration, what: str = "calibration", model: nn.Module | Non
 
 def attention_mask(batch) -> torch.Tensor | None:
     """A dict batch's `attention_mask` (batch, seq) as bool, else None (a tensor batch has no padding)."""
+    if not isinstance(batch, (Mapping, torch.Tensor, tuple, list)):
+        raise TypeError(f"batch must be a dict of model inputs, a tensor or an (X, y) tuple, got "
+                        f"{type(batch).__name__}")
     mask = batch.get("attention_mask") if isinstance(batch, Mapping) else None
     return mask.bool() if isinstance(mask, torch.Tensor) and mask.dim() == 2 else None
 
@@ -106,11 +111,11 @@ def capture_inputs(model: nn.Module, names, batches: list, progress: bool = Fals
     """
     from tqdm.auto import tqdm
 
-    modules = dict(model.named_modules())
-    names = list(names)
-    unknown = [n for n in names if n not in modules]
-    if not names or unknown:
-        raise ValueError(f"names must be module names of the model; unknown: {unknown}")
+    modules = dict(check_module(model).named_modules())
+    names = check_names(names, model)
+    if not names:
+        raise ValueError("names is empty; pass the module names whose inputs to capture")
+    check_bool(progress, "progress")
     seen: dict[str, list[torch.Tensor]] = {n: [] for n in names}
     pending: set[str] = set()
     mask: list[torch.Tensor | None] = [None]  # the current batch's attention_mask, (batch, seq) bool

@@ -23,7 +23,7 @@ from typing import Callable
 from torch import nn
 
 from ..core.granularity import Granularity, PerChannel, PerGroup, PerTensor, PerToken
-from ..core.validation import check_bits
+from ..core.validation import check_bits, check_bool, check_inputs, check_module
 from .linear import QuantLinear
 
 POSITIONAL = {"quantize_layer": 6, "prepare": 6, "finish": 2}  # see the module docstring
@@ -65,6 +65,23 @@ class QuantMethod:
             fn = getattr(self, fn_name)
             if (fn is not None or fn_name == "quantize_layer") and not callable(fn):
                 raise TypeError(f"{fn_name} must be callable, got {type(fn).__name__}")
+        check_bool(self.needs_calibration, "needs_calibration")
+        check_bool(self.sequential, "sequential")
+        if not isinstance(self.bits, tuple) or not self.bits:
+            raise TypeError(f"bits must be a non-empty tuple of ints such as (4, 8), got {self.bits!r}")
+        for b in self.bits:
+            check_bits(b, "each of bits")
+        if not isinstance(self.symmetric, tuple) or not self.symmetric:
+            raise TypeError(f"symmetric must be a non-empty tuple of bools such as (True, False), got "
+                            f"{self.symmetric!r}")
+        for value in self.symmetric:
+            check_bool(value, "each of symmetric")
+        if not isinstance(self.granularities, tuple) or not self.granularities or not all(
+                isinstance(g, type) and issubclass(g, Granularity) for g in self.granularities):
+            raise TypeError(f"granularities must be a non-empty tuple of Granularity classes such as (PerChannel, "
+                            f"PerGroup), got {self.granularities!r}")
+        if not isinstance(self.description, str):
+            raise TypeError(f"description must be a string, got {type(self.description).__name__}")
         if self.sequential and not self.needs_calibration:
             raise ValueError("a sequential method reads calibration inputs: set needs_calibration=True")
 
@@ -106,6 +123,15 @@ class QuantMethod:
             raise TypeError(f"method {self.name!r} takes no option {unknown}; its options: {sorted(self.options)}")
         return symmetric
 
+    def check_layer(self, linear, X, bits, granularity, symmetric) -> None:
+        """Raise for arguments of a direct `quantize_layer` call that `quantize_model` would have refused."""
+        check_module(linear, "linear")
+        if not isinstance(linear, nn.Linear):
+            raise TypeError(f"linear must be an nn.Linear, got {type(linear).__name__}")
+        check_inputs(X, linear.weight, self.needs_calibration, self.name)
+        check_bool(symmetric, "symmetric")
+        self.check(bits, granularity, symmetric, {})
+
 
 METHODS: dict[str, QuantMethod] = {}
 
@@ -115,6 +141,7 @@ def register_method(method: QuantMethod, replace: bool = False) -> QuantMethod:
     if not isinstance(method, QuantMethod):
         raise TypeError(f"register_method needs a QuantMethod(name=..., quantize_layer=...), "
                         f"got {type(method).__name__}")
+    check_bool(replace, "replace")
     if method.name in METHODS and not replace and METHODS[method.name] is not method:
         raise ValueError(f"a method named {method.name!r} is already registered; pass replace=True to replace it")
     METHODS[method.name] = method

@@ -18,7 +18,13 @@ import math
 from torch import nn
 
 from ..core.granularity import PerGroup
+from ..core.validation import check_bool, check_module
 from .linear import check_weight_granularity
+
+
+def _check_name(value, name: str) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a module name (a string), got {type(value).__name__} {value!r}")
 
 
 def exclude_patterns(exclude, name: str = "exclude") -> tuple[str, ...]:
@@ -33,6 +39,8 @@ def exclude_patterns(exclude, name: str = "exclude") -> tuple[str, ...]:
 
 def matches(name: str, pattern: str) -> bool:
     """A module name matches itself, its parents' names, a trailing part ('lm_head') and glob patterns."""
+    _check_name(name, "name")
+    _check_name(pattern, "pattern")
     return (name == pattern or name.startswith(pattern + ".") or name.endswith("." + pattern)
             or fnmatch.fnmatchcase(name, pattern))
 
@@ -68,7 +76,9 @@ def select_targets(model: nn.Module, granularity, exclude=(), skip_incompatible:
     skipped unless `quantize_tied`: quantizing it alone would store a second, integer copy next to the float one.
     """
     patterns = exclude_patterns(exclude)
-    modules = dict(model.named_modules())
+    modules = dict(check_module(model).named_modules())
+    check_bool(skip_incompatible, "skip_incompatible")
+    check_bool(quantize_tied, "quantize_tied")
     unused = [p for p in patterns if not any(matches(name, p) for name in modules if name)]
     if unused:
         raise ValueError(f"exclude names {unused} match no module of the model; "
@@ -102,6 +112,7 @@ def select_targets(model: nn.Module, granularity, exclude=(), skip_incompatible:
 
 def block_prefix(name: str) -> str:
     """The name up to and including its last numeric part ("model.layers.7.mlp.up_proj" -> "model.layers.7")."""
+    _check_name(name, "name")
     parts = name.split(".")
     numeric = [i for i, part in enumerate(parts) if part.isdigit()]
     return name if not numeric else ".".join(parts[:numeric[-1] + 1])
@@ -109,6 +120,8 @@ def block_prefix(name: str) -> str:
 
 def blocks(names) -> list[list[str]]:
     """`names` grouped by `block_prefix`, in order of first appearance."""
+    if isinstance(names, (str, bytes)) or not hasattr(names, "__iter__"):
+        raise TypeError(f"names must be a list of module names, got {type(names).__name__} {names!r:.80}")
     groups: dict[str, list[str]] = {}
     for name in names:
         groups.setdefault(block_prefix(name), []).append(name)

@@ -27,6 +27,7 @@ or MLP block), and as there, inputs come from the float (folded) model, not the 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -34,12 +35,13 @@ from torch import nn
 
 from ..core.granularity import PerChannel, PerGroup
 from ..core.primitives import cast_finite, minmax_params, qrange
-from ..core.validation import check_bits, check_bool, check_group_size, check_inputs, check_positive_int, check_weight
+from ..core.validation import (check_bits, check_bool, check_group_size, check_inputs, check_module, check_names,
+                               check_positive_int, check_same_shape, check_weight)
 from ..inference import serialize
 from ..inference.block_inputs import calibration_blocks
-from ..inference.capture import run_batch
+from ..inference.capture import check_batches, run_batch
 from ..inference.linear import QuantLinear
-from ..inference.registry import QuantMethod, register_method
+from ..inference.registry import QuantMethod, get_method, register_method
 from . import rtn
 from .folding import FoldState, check_pairs, check_unchanged, find_pairs, fold, model_output
 from .weight import UniformWeight, granularity_for, group_size_of, uniform_layer
@@ -72,6 +74,17 @@ class AWQWeight(UniformWeight):
 
 def output_mse(X: torch.Tensor, W: torch.Tensor, W_hat: torch.Tensor) -> float:
     """mean((X W^T - X W_hat^T)^2). Shapes: X (tokens, in), W and W_hat (out, in) -> float."""
+    check_weight(W)
+    check_weight(W_hat, "W_hat")
+    check_same_shape(W, W_hat, ("W", "W_hat"))
+    check_inputs(X, W, required=True, method="output_mse")
+    error = _output_mse(X.double(), W.double(), W_hat.double())
+    if not math.isfinite(error):
+        raise ValueError("the output error overflows float64: X's values are too large; rescale X")
+    return error
+
+
+def _output_mse(X: torch.Tensor, W: torch.Tensor, W_hat: torch.Tensor) -> float:
     return float((X @ (W - W_hat).T).square().mean())
 
 
@@ -145,7 +158,7 @@ def _search_scale(W: torch.Tensor, X: torch.Tensor, bits: int, group_size: int |
     for alpha in alphas:
         s = scale_for(alpha)
         W_hat = _round_groups((W * s).reshape(W.shape[0], -1, g), bits, symmetric).reshape(W.shape) / s  # (out, in)
-        losses.append(output_mse(X, W, W_hat))
+        losses.append(_output_mse(X, W, W_hat))
     best = min(range(n_grid), key=losses.__getitem__)
     return scale_for(alphas[best]), alphas[best], alphas, tuple(losses)
 
@@ -218,6 +231,10 @@ def prepare(model: nn.Module, batches, layer_names, bits, granularity, symmetric
     s = _search_scale(concatenated weights of the layers, X of the pair);  folding.fold(previous, layers, s)
     pairs=None finds them from the names (`folding.find_pairs`); pairs=[] folds nothing (every layer keeps its s).
     """
+    check_module(model)
+    layer_names = check_names(layer_names, model, "layer_names")
+    get_method("awq").check(bits, granularity, check_bool(symmetric, "symmetric"), {})
+    batches = check_batches(batches, model=model)
     check_positive_int(n_grid, "n_grid")
     pairs = find_pairs(model, layer_names) if pairs is None else \
         check_pairs(model, pairs, allow_none=False, targets=set(layer_names))
@@ -252,8 +269,11 @@ def quantize_layer(name, linear, X, bits, granularity, symmetric, n_grid: int = 
 
     Shapes: linear.weight (out, in), X (tokens, in) -> the layer's buffers (see QuantLinear, AWQLinear).
     """
+    get_method("awq").check_layer(linear, X, bits, granularity, symmetric)
     check_positive_int(n_grid, "n_grid")
     check_bool(clip, "clip")
+    if state is not None and not isinstance(state, FoldState):
+        raise TypeError(f"state must be the FoldState that awq.prepare returned, or None; got {type(state).__name__}")
     group_size = group_size_of(granularity)
     W, X = linear.weight.detach().float(), X.to(linear.weight.device)
     if state is not None and name in state.folded:

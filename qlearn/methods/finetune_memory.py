@@ -15,7 +15,7 @@ format and framework overhead are left out; the paper's figures include activati
 
 from __future__ import annotations
 
-from ..core.validation import check_positive_int
+from ..core.validation import check_bool, check_positive_int
 
 RECIPES = ("full fp32", "full 16-bit", "LoRA (fp16 base)", "QLoRA (NF4 + DQ base)")
 ADAPTER_BYTES = 4 + 4 + 4 + 4  # fp32 adapter weight, its gradient, Adam's two moments
@@ -25,6 +25,7 @@ def nf4_bits_per_weight(block_size: int = 64, double_quant: bool = True, block_s
     """4 bits per code plus the absmax constants: 32 / block (float32) or 8 / block + 32 / (block * block2) (DQ)."""
     check_positive_int(block_size, "block_size")
     check_positive_int(block_size2, "block_size2")
+    check_bool(double_quant, "double_quant")
     constants = 8 / block_size + 32 / (block_size * block_size2) if double_quant else 32 / block_size
     return 4 + constants
 

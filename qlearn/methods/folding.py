@@ -29,6 +29,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..core.validation import (check_bool, check_float_dtype, check_float_tensor, check_module, check_names,
+                               check_same_shape)
+
 __all__ = ["FOLD_RTOL", "LINEAR_FOLDS", "NORM_FOLLOWERS", "FoldState", "check_pairs", "check_unchanged",
            "default_pairs", "find_pairs", "fold", "model_output"]
 
@@ -44,7 +47,7 @@ FOLD_RTOL = {torch.float32: 1e-3, torch.float64: 1e-6, torch.float16: 2e-2, torc
 
 def default_pairs(model: nn.Module) -> list[tuple[str | None, list[str]]]:
     """(norm name or None, [Linear names]) found from module names: Llama-style decoders and BERT encoders."""
-    names = dict(model.named_modules())
+    names = dict(check_module(model).named_modules())
     pairs = []
     for name in names:
         parent, _, leaf = name.rpartition(".")
@@ -66,7 +69,7 @@ def find_pairs(model: nn.Module, layer_names) -> list[tuple[str, list[str]]]:
 
     A Linear before a Linear folds only when its outputs are exactly the next layer's inputs (out == in).
     """
-    modules, targets = dict(model.named_modules()), set(layer_names)
+    modules, targets = dict(check_module(model).named_modules()), set(check_names(layer_names, model, "layer_names"))
     pairs = [(norm, list(linears)) for norm, linears in default_pairs(model) if norm is not None]
     for name, module in modules.items():
         for previous, layers in LINEAR_FOLDS:
@@ -87,7 +90,8 @@ def check_pairs(model: nn.Module, pairs, allow_none: bool, targets=None) -> list
     (in, k)); None is allowed only when `allow_none` (SmoothQuant's run-time divide). With `targets`, every
     layer must be one of them (AWQ folds only into layers being quantized); no layer may be in two pairs.
     """
-    modules = dict(model.named_modules())
+    modules = dict(check_module(model).named_modules())
+    check_bool(allow_none, "allow_none")
     if isinstance(pairs, (str, bytes)) or not isinstance(pairs, (list, tuple)):
         raise TypeError(f"pairs must be a list of (previous module name{' or None' if allow_none else ''}, "
                         f"[Linear names]), got {type(pairs).__name__}")
@@ -145,6 +149,17 @@ def fold(model: nn.Module, previous: str, layers, s: torch.Tensor, state: FoldSt
 
     Shapes: s (in,) positive; previous's weight (in,) or (in, k); each layer's weight (out, in).
     """
+    check_module(model)
+    previous = check_names([previous], model, "previous")[0]
+    layers = check_names(layers, model, "layers")
+    check_float_tensor(s, "s")
+    in_features = {model.get_submodule(n).weight.shape[1] for n in layers}
+    if s.ndim != 1 or {s.shape[0]} != in_features or not bool((s > 0).all()) \
+            or not bool(torch.isfinite(s.float()).all()):
+        raise ValueError(f"s must be a 1-D tensor of {sorted(in_features)} positive factors within float32's range, "
+                         f"got shape {tuple(s.shape)}")
+    if state is not None and not isinstance(state, FoldState):
+        raise TypeError(f"state must be a FoldState or None, got {type(state).__name__}")
     state = FoldState() if state is None else state
     prev = model.get_submodule(previous)
     s_prev = s.to(prev.weight.device)
@@ -164,8 +179,12 @@ def model_output(value) -> torch.Tensor:
         if hasattr(value, key):
             return getattr(value, key)
     if isinstance(value, dict):
-        value = next(v for v in value.values() if isinstance(v, torch.Tensor))
-    return value[0] if isinstance(value, (tuple, list)) else value
+        value = next((v for v in value.values() if isinstance(v, torch.Tensor)), None)
+    value = value[0] if isinstance(value, (tuple, list)) and value else value
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"a model's output must be a tensor, a tuple or dict holding one, or an object with "
+                        f"logits / last_hidden_state; got {type(value).__name__}")
+    return value
 
 
 def check_unchanged(reference: torch.Tensor, output: torch.Tensor, dtype: torch.dtype, what: str) -> None:
@@ -173,6 +192,11 @@ def check_unchanged(reference: torch.Tensor, output: torch.Tensor, dtype: torch.
 
     Shapes: reference and output (...), the same shape.
     """
+    check_float_tensor(reference, "reference")
+    if not isinstance(output, torch.Tensor) or not output.is_floating_point():
+        raise TypeError(f"output must be a floating-point tensor, got {type(output).__name__}")
+    check_same_shape(reference, output, ("reference", "output"))
+    check_float_dtype(dtype)
     reference, output = reference.float(), output.float()
     change, top = float((output - reference).abs().max()), float(reference.abs().max())
     rtol = FOLD_RTOL.get(dtype, 1e-3)

@@ -51,7 +51,7 @@ from ..core.primitives import QParams, choose_qparams, minmax_params, qrange, qu
 from ..core.validation import (check_bits, check_bool, check_choice, check_float_tensor, check_group_size,
                                check_inputs, check_number, check_positive_int, check_weight)
 from ..inference.linear import QuantLinear
-from ..inference.registry import QuantMethod, register_method
+from ..inference.registry import QuantMethod, get_method, register_method
 from .weight import UniformWeight, granularity_for, group_size_of, uniform_layer
 
 __all__ = ["GRIDS", "hessian", "inverse_hessian_factor", "quantize_layer", "quantize_weight", "shrink_params"]
@@ -65,8 +65,14 @@ def hessian(X: torch.Tensor) -> torch.Tensor:
 
     Shapes: X (tokens, in) -> H (in, in) float64.
     """
+    check_float_tensor(X, "X")
+    if X.ndim != 2:
+        raise ValueError(f"X must be (tokens, in), got shape {tuple(X.shape)}")
     X = X.double()
-    return 2 * X.T @ X / X.shape[0]
+    H = 2 * X.T @ X / X.shape[0]  # (in, in)
+    if not bool(torch.isfinite(H).all()):
+        raise ValueError("X^T X overflows float64: X's values are too large; rescale X (GPTQ needs only H's ratios)")
+    return H
 
 
 def inverse_hessian_factor(H: torch.Tensor, damp: float) -> torch.Tensor:
@@ -77,6 +83,12 @@ def inverse_hessian_factor(H: torch.Tensor, damp: float) -> torch.Tensor:
     Shapes: H (in, in), positive semi-definite, diag H > 0 -> U (in, in) float32, upper triangular,
     U^T U = (H' + damp I)^-1.
     """
+    check_float_tensor(H, "H")
+    if H.ndim != 2 or H.shape[0] != H.shape[1]:
+        raise ValueError(f"H must be a square (in, in) matrix, got shape {tuple(H.shape)}")
+    damp = check_number(damp, "damp", 0.0)
+    if not float(H.diagonal().mean()) > 0:
+        raise ValueError("H has no positive diagonal: the calibration inputs are all zero")
     H = H.double() / H.diagonal().mean()  # (in, in), mean(diag H') = 1
     H.diagonal().add_(damp)
     L, info = torch.linalg.cholesky_ex(H)
@@ -115,7 +127,10 @@ def quantize_weight(W: torch.Tensor, X: torch.Tensor, bits: int = 4, group_size:
     columns, dtype = W.shape[1], W.dtype
     g = columns if group_size is None else group_size
 
-    H = hessian(X.detach().to(W.device))  # (in, in) float64
+    X = X.detach().to(W.device).double()
+    top = float(X.abs().max())
+    # X^T X of |X| beyond 1e100 (or below 1e-100) over- (under-)flows float64: scale X first, GPTQ reads only H's ratios
+    H = hessian(X if top == 0 or 1e-100 < top < 1e100 else X / top)  # (in, in) float64
     W = W.detach().float().clone()  # (out, in) working copy, updated in place
     dead = H.diagonal() == 0
     H[dead, dead] = 1
@@ -234,6 +249,7 @@ def quantize_layer(name, linear, X, bits, granularity, symmetric, act_order=Fals
 
     Shapes: linear.weight (out, in), X (tokens, in) -> QuantLinear (out, in).
     """
+    get_method("gptq").check_layer(linear, X, bits, granularity, symmetric)
     qw = quantize_weight(linear.weight.detach(), X.to(linear.weight.device), bits=bits,
                          group_size=group_size_of(granularity), act_order=act_order, damp=damp,
                          block_size=block_size, symmetric=symmetric, grid=grid)

@@ -30,11 +30,11 @@ import torch
 
 from ..core.granularity import PerChannel, PerGroup
 from ..core.primitives import cast_finite, qrange
-from ..core.validation import (check_bits, check_bool, check_group_size, check_inputs, check_number,
-                               check_positive_int, check_weight)
+from ..core.validation import (check_bits, check_bool, check_float_tensor, check_group_size, check_inputs,
+                               check_number, check_positive_int, check_weight)
 from ..inference import packing, serialize
 from ..inference.linear import QuantLinear
-from ..inference.registry import QuantMethod, register_method
+from ..inference.registry import QuantMethod, get_method, register_method
 from .weight import UniformWeight, granularity_for, group_size_of
 
 __all__ = ["HQQLinear", "HQQWeight", "quantize_layer", "quantize_weight", "shrink_lp"]
@@ -53,6 +53,13 @@ def shrink_lp(x: torch.Tensor, beta: float, lp_norm: float) -> torch.Tensor:
     shrink(x) = sign(x) * relu(|x| - |x|^(p - 1) / beta)       (p = 1: the ordinary soft threshold)
     Shapes: x (...) -> (...).
     """
+    check_float_tensor(x, "x")
+    beta = check_number(beta, "beta", 0.0, low_inclusive=False)
+    lp_norm = check_number(lp_norm, "lp_norm", 0.0, low_inclusive=False, high=1.0)
+    return _shrink_lp(x, beta, lp_norm)
+
+
+def _shrink_lp(x: torch.Tensor, beta: float, lp_norm: float) -> torch.Tensor:
     a = x.abs()
     return torch.sign(x) * (a - a.pow(lp_norm - 1) / beta).clamp_min(0.0)
 
@@ -95,7 +102,7 @@ def quantize_weight(W: torch.Tensor, X: torch.Tensor | None = None, bits: int = 
             else:
                 z = best_z
                 break
-        W_e = shrink_lp(W_f - W_hat, beta, lp_norm)
+        W_e = _shrink_lp(W_f - W_hat, beta, lp_norm)
         z = torch.mean(W_q - (W_f - W_e) * s, dim=-1, keepdim=True)  # (out, in/g, 1) closed form
         beta *= kappa
 
@@ -171,6 +178,7 @@ def quantize_layer(name, linear, X, bits, granularity, symmetric, iters=20, lp_n
 
     Shapes: linear.weight (out, in) -> HQQLinear (out, in).
     """
+    get_method("hqq").check_layer(linear, X, bits, granularity, symmetric)
     qw = quantize_weight(linear.weight.detach(), bits=bits, group_size=group_size_of(granularity), iters=iters,
                          lp_norm=lp_norm, beta=beta, kappa=kappa, early_stop=early_stop)
     return HQQLinear.from_weight(qw, linear.bias)

@@ -38,7 +38,7 @@ from ..core.primitives import choose_qparams, quantize
 from ..core.validation import check_bool, check_float_tensor, check_number, check_positive_int, check_weight
 from ..inference import serialize
 from ..inference.kernels import int_mm_is_exact
-from ..inference.registry import QuantMethod, register_method
+from ..inference.registry import QuantMethod, get_method, register_method
 
 __all__ = ["MAX_EXACT_IN", "QMAX", "Int8MixedLinear", "Int8Weight", "check_threshold", "int8_mixed_matmul",
            "int_matmul", "outlier_columns", "quantize_layer"]
@@ -58,6 +58,8 @@ def _check_2d(x, name: str, what: str) -> torch.Tensor:
     check_float_tensor(x, name, allow_empty=True)
     if x.ndim != 2 or x.shape[1] == 0:
         raise ValueError(f"{name} must be 2-D {what} with at least one column, got shape {tuple(x.shape)}")
+    if x.dtype.itemsize > 4 and not bool(torch.isfinite(x.float()).all()):
+        raise ValueError(f"{name} holds values beyond float32's range (the int8 scales and outlier path are float32)")
     return x
 
 
@@ -150,6 +152,9 @@ def int8_mixed_matmul(X: torch.Tensor, W, threshold=6.0, return_outliers: bool =
         raise ValueError(f"X (tokens, in) and W (out, in) must share in, got {tuple(X.shape)} and {tuple(W_int8.shape)}")
     check_bool(return_outliers, "return_outliers")
     Y, cols = _mixed_matmul(X, W_int8, W_float, check_threshold(threshold))
+    if not bool(torch.isfinite(Y).all()):
+        raise ValueError(f"X W^T overflows {X.dtype}: X's values (up to {float(X.abs().max()):.3g}) are too large for "
+                         "the output's dtype; scale X down or compute in float32")
     return (Y, cols) if return_outliers else Y
 
 
@@ -267,6 +272,7 @@ def quantize_layer(name, linear, X, bits, granularity, symmetric, threshold=6.0)
 
     Shapes: linear.weight (out, in) -> Int8MixedLinear (out, in).
     """
+    get_method("llm_int8").check_layer(linear, X, bits, granularity, symmetric)
     return Int8MixedLinear.from_linear(linear, threshold=threshold)
 
 

@@ -45,6 +45,8 @@ LINEARS = (nn.Linear, QuantLinear, NF4Linear)
 
 def base_weight(layer: nn.Module) -> torch.Tensor:
     """W (out, in) of a course linear layer: the float weight, or W_hat dequantized from the stored codes."""
+    if not isinstance(layer, LINEARS):
+        raise TypeError(f"layer must be one of {[c.__name__ for c in LINEARS]}, got {type(layer).__name__}")
     return layer.weight.detach() if isinstance(layer, nn.Linear) else layer.dequantized_weight()
 
 
@@ -207,7 +209,7 @@ def add_lora(model: nn.Module, r: int = 8, alpha: float = 16, targets=("q_proj",
 
 def lora_parameters(model: nn.Module) -> list[nn.Parameter]:
     """The adapters' A and B of every LoRALinear in `model` (what the optimizer gets)."""
-    params = [p for m in model.modules() if isinstance(m, LoRALinear) for p in (m.lora_A, m.lora_B)]
+    params = [p for m in check_module(model).modules() if isinstance(m, LoRALinear) for p in (m.lora_A, m.lora_B)]
     if not params:
         raise ValueError("the model has no LoRA adapters; call add_lora(model, ...) first")
     return params
@@ -239,6 +241,16 @@ def token_windows(ids: torch.Tensor, seq_len: int, batch_size: int, generator: t
 
     Shapes: ids (n,) -> (batch_size, seq_len).
     """
+    if not isinstance(ids, torch.Tensor) or ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool \
+            or ids.ndim != 1:
+        raise TypeError(f"ids must be a 1-D tensor of integer token ids, got "
+                        f"{ids.dtype if isinstance(ids, torch.Tensor) else type(ids).__name__}")
+    check_positive_int(seq_len, "seq_len")
+    check_positive_int(batch_size, "batch_size")
+    if seq_len > ids.numel():
+        raise ValueError(f"seq_len={seq_len} is longer than the {ids.numel()} ids")
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator (seeded), got {type(generator).__name__}")
     starts = torch.randint(0, ids.numel() - seq_len + 1, (batch_size,), generator=generator)
     return torch.stack([ids[s:s + seq_len] for s in starts.tolist()])  # (batch_size, seq_len)
 

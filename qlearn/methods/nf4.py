@@ -33,9 +33,10 @@ from torch import nn
 
 from ..core.granularity import PerGroup
 from ..core.primitives import cast_finite
-from ..core.validation import check_bool, check_group_size, check_inputs, check_number, check_positive_int, check_weight
+from ..core.validation import (check_bool, check_float_tensor, check_group_size, check_inputs, check_number,
+                               check_positive_int, check_weight)
 from ..inference import packing, serialize
-from ..inference.registry import QuantMethod, register_method
+from ..inference.registry import QuantMethod, get_method, register_method
 from .weight import QuantizedWeight
 
 __all__ = ["ABSMAX_BLOCK", "NF4_CODE", "NF4_OFFSET", "NF4Linear", "NF4Weight", "absmax_quantize", "dynamic_code",
@@ -84,6 +85,18 @@ def absmax_quantize(x: torch.Tensor, code: torch.Tensor) -> tuple[torch.Tensor, 
 
     Shapes: x (n_blocks, block) float -> idx (n_blocks, block) uint8, absmax (n_blocks, 1) float32.
     """
+    check_float_tensor(x, "x")
+    if x.ndim != 2 or not bool(torch.isfinite(x.float()).all()):
+        raise ValueError(f"x must be (n_blocks, block) with values within float32's range, got shape {tuple(x.shape)}")
+    check_float_tensor(code, "code")
+    if code.ndim != 1 or not 2 <= code.numel() <= 256 or not bool((code.diff() > 0).all()) \
+            or not bool((code.abs() <= 1).all()):
+        raise ValueError(f"code must be a sorted 1-D table of 2 to 256 distinct levels in [-1, 1], got shape "
+                         f"{tuple(code.shape)}")
+    return _absmax_quantize(x, code)
+
+
+def _absmax_quantize(x: torch.Tensor, code: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     x = x.float()
     absmax = x.abs().amax(dim=-1, keepdim=True)  # (n_blocks, 1)
     scaled = (x * (1.0 / absmax.clamp(min=1e-38))).clamp(-1, 1)
@@ -160,7 +173,7 @@ def quantize_weight(W: torch.Tensor, X: torch.Tensor | None = None, bits: int = 
     block_size = check_group_size(group_size, W.shape[1], "group_size", allow_none=False)
     check_bool(double_quant, "double_quant")
     out_features, in_features = W.shape
-    idx, absmax = absmax_quantize(W.reshape(-1, block_size), NF4_CODE)  # (n_blocks, block), (n_blocks, 1)
+    idx, absmax = _absmax_quantize(W.reshape(-1, block_size), NF4_CODE)  # (n_blocks, block), (n_blocks, 1)
     W_q = packing.pack((idx.to(torch.int8) - 8).reshape(out_features, in_features), 4)  # (out, in / 2)
     if not double_quant:
         return NF4Weight(W.shape, W.dtype, W_q, block_size, absmax=absmax.reshape(out_features, -1, 1))
@@ -168,7 +181,7 @@ def quantize_weight(W: torch.Tensor, X: torch.Tensor | None = None, bits: int = 
     centred = (absmax.reshape(-1) - mean)  # (n_blocks,)
     n = centred.numel()
     padded = F.pad(centred, (0, (-n) % ABSMAX_BLOCK)).reshape(-1, ABSMAX_BLOCK)  # (n_blocks2, 256)
-    absmax_q, absmax_scale = absmax_quantize(padded, dynamic_code())
+    absmax_q, absmax_scale = _absmax_quantize(padded, dynamic_code())
     return NF4Weight(W.shape, W.dtype, W_q, block_size, absmax_q=absmax_q.reshape(-1)[:n],
                      absmax_scale=absmax_scale.reshape(-1), absmax_mean=mean)
 
@@ -260,6 +273,7 @@ def quantize_layer(name, linear, X, bits, granularity, symmetric, double_quant=F
 
     Shapes: linear.weight (out, in) -> NF4Linear (out, in).
     """
+    get_method("nf4").check_layer(linear, X, bits, granularity, symmetric)
     return NF4Linear.from_linear(linear, block_size=granularity.group_size, double_quant=double_quant)
 
 

@@ -65,6 +65,8 @@ def smoothing_factors(act_absmax: torch.Tensor, W, alpha=0.5) -> torch.Tensor:
             raise ValueError(f"W[{k}] must be (out, {act_absmax.numel()}) to match act_absmax, got {tuple(w.shape)}")
     w_absmax = torch.stack([w.detach().abs().amax(dim=0).float().to(act_absmax.device) for w in weights]).amax(0)
     a = act_absmax.detach().float().clamp(min=EPS)  # (in,)
+    if not bool(torch.isfinite(a).all()):
+        raise ValueError("act_absmax holds values beyond float32's range; the smoothing factors are float32")
     return a.pow(alpha) / w_absmax.clamp(min=EPS).pow(1.0 - alpha)  # (in,)
 
 

@@ -95,7 +95,7 @@ def simulate_w8a8(model: nn.Module, activations="per_token", bits: int = 8, weig
         raise ValueError(f"activations must be one of {ACTIVATIONS}, got {activations!r}")
     check_bits(bits)
     check_bits(weight_bits)
-    if activations == "llm_int8" and check_threshold(threshold) is None:
+    if check_threshold(threshold) is None and activations == "llm_int8":
         raise ValueError("llm_int8 needs a threshold > 0; use activations='per_token' for no outlier columns")
     names = _linear_names(model, layers)
     sim = Simulation(activations, bits, weight_bits, tuple(names))

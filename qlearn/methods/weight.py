@@ -129,6 +129,12 @@ def group_size_of(granularity) -> int | None:
 def uniform_layer(linear: nn.Linear, qw: UniformWeight, activations=None, kernel: str = "auto",
                   cls: type = QuantLinear) -> QuantLinear:
     """A QuantLinear (or subclass `cls`) with qw's codes, scale and integer zero point (set_weight), linear's bias."""
+    if not isinstance(linear, nn.Linear):
+        raise TypeError(f"linear must be an nn.Linear, got {type(linear).__name__}")
+    if not isinstance(qw, UniformWeight):
+        raise TypeError(f"qw must be a UniformWeight (from rtn / gptq quantize_weight), got {type(qw).__name__}")
+    if tuple(qw.shape) != tuple(linear.weight.shape):
+        raise ValueError(f"qw has shape {tuple(qw.shape)}, linear's weight {tuple(linear.weight.shape)}")
     qparams = qw.qparams()
     layer = cls(linear.in_features, linear.out_features, bits=qw.bits, granularity=qparams.granularity,
                 symmetric=qparams.symmetric, bias=linear.bias is not None, kernel=kernel,

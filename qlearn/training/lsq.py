@@ -22,7 +22,7 @@ import math
 
 import torch
 
-from ..core.validation import check_bits, check_float_tensor
+from ..core.validation import check_bits, check_float_dtype, check_float_tensor
 from ..core.granularity import Granularity
 from ..core.primitives import QParams, fake_quantize, qrange
 
@@ -34,6 +34,7 @@ def lsq_init_scale(W: torch.Tensor, bits: int, granularity: Granularity) -> torc
     """
     from .observers import block_rows
 
+    check_float_tensor(W, "W")
     check_bits(bits)
     rows, stats_shape = block_rows(W.detach().float().abs(), granularity)  # (n_blocks, elements)
     s = 2 * rows.mean(dim=1) / math.sqrt(qrange(bits)[1])  # (n_blocks,)
@@ -42,6 +43,8 @@ def lsq_init_scale(W: torch.Tensor, bits: int, granularity: Granularity) -> torc
 
 def lsq_qparams(scale: torch.Tensor, bits: int, granularity: Granularity, dtype: torch.dtype) -> QParams:
     """The symmetric QParams of a learned step size (detached)."""
+    check_float_tensor(scale, "scale")
+    check_float_dtype(dtype)
     qmin, qmax = qrange(bits)
     s = scale.detach().float().clamp(min=torch.finfo(torch.float32).eps)
     return QParams(s, torch.zeros_like(s, dtype=torch.int32), bits, True, qmin, qmax, granularity, dtype)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.modules import replace_module
-from ..core.validation import check_bits, check_bool
+from ..core.validation import check_bits, check_bool, check_positive_int
 from ..core.granularity import Granularity, PerChannel, check_granularity
 from .lsq import lsq_fake_quantize, lsq_init_scale, lsq_qparams
 from .observers import OBSERVERS, make_observer
@@ -43,6 +43,9 @@ class QATLinear(nn.Linear):
                  symmetric: bool = True, granularity: Granularity = PerChannel(0), observer: str = "minmax",
                  lsq: bool = False, recalibrate_every: int | None = None, act_qparams: QParams | None = None,
                  device=None, dtype=None):
+        check_positive_int(in_features, "in_features")
+        check_positive_int(out_features, "out_features")
+        check_bool(bias, "bias")
         super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
         self.bits, self.symmetric = check_bits(bits), check_bool(symmetric, "symmetric")
         self.granularity = check_granularity(granularity)
