@@ -56,7 +56,8 @@ from qlearn.core import dtypes
 from qlearn.data.digits import Digits
 from qlearn.inference import block_inputs, capture, packing, registry, serialize, targets
 from qlearn.inference.linear import QuantLinear
-from qlearn.methods import awq, folding, gptq, hqq, llm_int8, lora, nf4, rtn, smoothquant, weight
+from qlearn.methods import (awq, folding, ggml_quants, gguf_export, gptq, hqq, llm_int8, lora, nf4, rtn, smoothquant,
+                            sparsegpt, wanda, weight)
 from qlearn.training import lsq, qat
 
 SKIPPED_PACKAGES = ("qlearn.plots", "qlearn.widgets", "qlearn.exercises", "qlearn.teaching", "qlearn.data")
@@ -574,6 +575,26 @@ CALLS: dict[str, Entry] = {
     "qat.qat_layers": E(qat.qat_layers, lambda: dict(model=qat_mlp())),
     "qat.recalibrate": E(qat.recalibrate, lambda: dict(model=qat_mlp())),
     "qat.convert": E(qat.convert, lambda: dict(model=qat_mlp(), kernel="reference")),
+    # pruning an LLM's layers (notebook 13)
+    "prune.check_pattern": E(prune.check_pattern, lambda: dict(pattern="2:4", in_features=64, sparsity=0.5),
+                             sizes=["in_features"], accepts={"pattern": ["None"]}),  # None: unstructured
+    "prune.nm_mask": E(prune.nm_mask, lambda: dict(scores=W().abs(), n=2, m=4)),
+    "prune.row_mask": E(prune.row_mask, lambda: dict(scores=W().abs(), k=8), accepts={"k": ["0"]}),  # prune none
+    "wanda.scores": E(wanda.scores, lambda: dict(W=W(), X=X())),
+    "wanda.prune_weight": E(wanda.prune_weight, lambda: dict(W=W(), X=X(), sparsity=0.5, pattern=None,
+                                                              return_mask=False)),
+    "sparsegpt.prune_weight": E(sparsegpt.prune_weight, lambda: dict(
+        W=W(), X=X(), sparsity=0.5, pattern=None, block_size=32, damp=0.01, bits=None, group_size=None,
+        symmetric=False, mask="row", return_mask=False, progress=False), sizes=["block_size"],
+        accepts={"bits": ["3"]}),  # 3 bits: the joint mode
+    # GGUF's block formats (notebook 14)
+    "ggml_quants.quantize_blocks": E(ggml_quants.quantize_blocks, lambda: dict(W=W(), type="Q4_0", imatrix=None)),
+    "ggml_quants.dequantize_blocks": E(ggml_quants.dequantize_blocks, lambda: dict(
+        data=ggml_quants.quantize_blocks(W(), "Q4_0"), type="Q4_0", shape=(16, 64))),
+    "ggml_quants.importance": E(ggml_quants.importance, lambda: dict(X=X())),
+    "ggml_quants.quantize_weight": E(ggml_quants.quantize_weight, lambda: dict(W=W(), X=None, type="Q4_1")),
+    "gguf_export.permute_for_gguf": E(gguf_export.permute_for_gguf, lambda: dict(W=W(), n_head=2),
+                                      accepts={"W": ["nan", "inf", "-inf", "int", "bool"]}),  # a reordering only
 }
 
 
@@ -599,6 +620,12 @@ SKIP = {
     "weight.QuantizedWeight": "abstract base of every method's quantized weight",
     "weight.UniformWeight": "a result container of rtn / gptq quantize_weight (fuzzed there)",
     "observers.Observer": "abstract base of the observers",
+    "ggml_quants.GGMLWeight": "a result container of ggml_quants.quantize_weight (fuzzed there)",
+    "ggml_quants.pack_blocks": "the exporter's inner writer of already checked codes and scales (its refusals are "
+                               "tested in tests/methods/test_ggml_quants.py)",
+    "gguf_export.grid_blocks": "the exporter's inner step on a QuantLinear it has checked (tested through export_gguf)",
+    "gguf_export.export_gguf": "writes a GGUF file from a real tokenizer and a source GGUF's metadata: its refusals "
+                               "are tested in tests/methods/test_gguf_export.py",
 }
 
 # Cases whose fix belongs to files other engineers own right now: {case id: reason}.
@@ -609,8 +636,6 @@ OWNED = {
     "kernels.select_name-x-bool": _KERNELS + "a bool input gets a kernel name instead of a TypeError",
     "kernels.select-x-int": _KERNELS + "an integer input gets a kernel (None) instead of a TypeError",
     "kernels.select-x-bool": _KERNELS + "a bool input gets a kernel (None) instead of a TypeError",
-    "serialize.save_quantized-path-dir": _SERIALIZE + "a directory as path raises safetensors' SafetensorError",
-    "serialize.save_quantized-path-missing_dir": _SERIALIZE + "a path in a missing folder raises SafetensorError",
 }
 
 # Cases where another outcome is right: {case id: (exception type, reason)}.

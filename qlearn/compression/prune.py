@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from ..core.validation import check_choice, check_float_tensor
+from ..core.validation import check_choice, check_float_tensor, check_positive_int
 
 SCOPES = ("layer", "global")
 
@@ -171,6 +171,7 @@ def check_pattern(pattern, in_features: int, sparsity: float | None = None) -> t
     Raises unless `pattern` is None or one of NM_PATTERNS, m divides in_features, and `sparsity` (when given
     with a pattern) equals n / m: the pattern fixes the sparsity, a different one would be silently ignored.
     """
+    check_positive_int(in_features, "in_features")
     if check_choice(pattern, "pattern", (None,) + NM_PATTERNS) is None:
         return None
     n, m = (int(part) for part in pattern.split(":"))
@@ -215,11 +216,10 @@ def nm_mask(scores: torch.Tensor, n: int, m: int) -> torch.Tensor:
     Shapes: scores (out, in), m divides in -> mask (out, in) bool.
     """
     _check_scores(scores)
-    for value, name in ((n, "n"), (m, "m")):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"{name} must be a non-negative int, got {value!r}")
-    if not 0 <= n <= m or m == 0 or scores.shape[1] % m:
-        raise ValueError(f"need 0 <= n <= m and m dividing in_features={scores.shape[1]}, got n={n}, m={m}")
+    check_positive_int(n, "n (zeros in every m)")
+    check_positive_int(m, "m")
+    if n >= m or scores.shape[1] % m:
+        raise ValueError(f"need 1 <= n < m and m dividing in_features={scores.shape[1]}, got n={n}, m={m}")
     groups = scores.reshape(scores.shape[0], -1, m)  # (out, in / m, m)
     keep = torch.ones_like(groups, dtype=torch.bool)
     keep.scatter_(2, groups.sort(dim=2, stable=True).indices[..., :n], False)  # (out, in / m, m)

@@ -365,7 +365,10 @@ def importance(X: torch.Tensor) -> torch.Tensor:
     if X.ndim != 2:
         raise ValueError(f"X must be 2-D (tokens, in_features), got shape {tuple(X.shape)}; "
                          "flatten batch and sequence dims with X.reshape(-1, X.shape[-1])")
-    return X.detach().float().pow(2).sum(0)
+    imatrix = X.detach().float().pow(2).sum(0)  # (in,)
+    if not bool(torch.isfinite(imatrix).all()):
+        raise ValueError("the sum of x^2 overflows float32: the inputs are too large for an importance matrix")
+    return imatrix
 
 
 def _check_imatrix(imatrix, type: str, n: int) -> torch.Tensor | None:

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ..core.primitives import qrange
-from ..core.validation import check_choice, check_module
+from ..core.validation import check_choice, check_module, check_positive_int
 from ..inference.linear import QuantLinear
 from .ggml_quants import pack_blocks, quantize_blocks
 
@@ -42,6 +42,11 @@ def permute_for_gguf(W: torch.Tensor, n_head: int) -> torch.Tensor:
     rows (head, half, i) -> (head, i, half).
     Shapes: W (n_head * d, in) -> (n_head * d, in), the same rows reordered.
     """
+    if not isinstance(W, torch.Tensor) or W.ndim != 2:  # any dtype: float weights or integer codes are reordered
+        raise TypeError(f"W must be a 2-D tensor (rows, in), got {getattr(W, 'shape', type(W).__name__)}")
+    check_positive_int(n_head, "n_head")
+    if W.shape[0] % (2 * n_head):
+        raise ValueError(f"W's {W.shape[0]} rows must split into n_head={n_head} heads of an even size")
     out, rest = W.shape[0], W.shape[1:]
     grouped = W.reshape(n_head, 2, out // n_head // 2, *rest)  # (head, half, d / 2, in)
     return grouped.transpose(1, 2).reshape(W.shape)  # (head, d / 2, half, in) -> (out, in)

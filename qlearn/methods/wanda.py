@@ -37,7 +37,10 @@ __all__ = ["prune_weight", "scores"]
 def _scores(W: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
     """S = |W| * ||X_j||_2 in float32. Shapes: W (out, in), X (tokens, in) -> S (out, in)."""
     norms = torch.linalg.vector_norm(X.detach().to(W.device).float(), dim=0)  # (in,)
-    return W.detach().float().abs() * norms[None, :]  # (out, in)
+    S = W.detach().float().abs() * norms[None, :]  # (out, in)
+    if not bool(torch.isfinite(S).all()):
+        raise ValueError("|W| * ||X_j|| overflows float32: the weights or inputs are too large to score")
+    return S
 
 
 def scores(W: torch.Tensor, X: torch.Tensor) -> torch.Tensor:

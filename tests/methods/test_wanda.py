@@ -205,7 +205,7 @@ MASK_BAD = [
     ("row-k-float", lambda: row_mask(torch.rand(4, 8), 2.0), ValueError, "k must be"),
     ("row-1d", lambda: row_mask(torch.rand(8), 2), ValueError, "2-D"),
     ("nm-m-divides", lambda: nm_mask(torch.rand(4, 10), 2, 4), ValueError, "m dividing"),
-    ("nm-n-above-m", lambda: nm_mask(torch.rand(4, 8), 5, 4), ValueError, "0 <= n <= m"),
+    ("nm-n-above-m", lambda: nm_mask(torch.rand(4, 8), 5, 4), ValueError, "1 <= n < m"),
     ("nm-nan", lambda: nm_mask(torch.full((4, 8), float("nan")), 2, 4), ValueError, "NaN"),
 ]
 
