@@ -94,7 +94,7 @@ class QuantizedKV:
             u = packing.unpack(self.codes, self.bits, self.group_size).float() - qmin  # (..., A, N, g)
             xb = self.minimum.float() + self.scale.float() * u
         x = xb.reshape(*xb.shape[:-2], -1)  # (..., T, D) per token, (..., D, T) per channel
-        return (x if self.granularity == "token" else x.transpose(-1, -2)).to(self.dtype)
+        return (x if self.granularity == "token" else x.transpose(-1, -2)).to(self.dtype)  # (..., T, D)
 
     def map(self, fn, other: QuantizedKV | None = None) -> QuantizedKV:
         """The same storage with `fn` applied to every stored tensor (and its twin in `other`, when given)."""
@@ -168,17 +168,27 @@ def quantize_kv(x: torch.Tensor, bits=4, granularity: str = "token", group_size:
 
 @dataclass(frozen=True)
 class _Spec:
-    """One side (keys or values) of a cache: format, granularity, group size, residual window."""
+    """One side ("keys" or "values") of a cache: format, granularity, group size, residual window; checked."""
 
+    side: str
     bits: int | str | None
     granularity: str
     group_size: int
     residual_length: int
 
-    def check_head_dim(self, head_dim: int, side: str) -> None:
+    def __post_init__(self):
+        _check_format(self.bits, f"bits ({self.side})")
+        check_choice(self.granularity, f"{self.side[:-1]}_granularity", GRANULARITIES)
+        if self.bits is not None and self.granularity == "channel" and self.residual_length % self.group_size:
+            raise ValueError(
+                f"per-channel {self.side} are quantized in groups of group_size={self.group_size} tokens, flushed "
+                f"from the residual window when it fills, so residual_length must be 0 (no window: a group is "
+                f"quantized once full) or a multiple of group_size, got residual_length={self.residual_length}")
+
+    def check_head_dim(self, head_dim: int) -> None:
         if self.bits is not None and self.granularity == "token" and head_dim % self.group_size:
-            raise ValueError(f"per-token {side} are quantized in groups of group_size={self.group_size} channels, "
-                             f"which must divide the model's head_dim={head_dim}")
+            raise ValueError(f"per-token {self.side} are quantized in groups of group_size={self.group_size} "
+                             f"channels, which must divide the model's head_dim={head_dim}")
 
     def quantized(self, tokens: int) -> int:
         """How many of `tokens` float tokens (the oldest) are quantized (module docstring's rule).
@@ -195,28 +205,14 @@ class _Spec:
 
 
 def _specs(bits, key_granularity, value_granularity, group_size, residual_length) -> tuple[_Spec, _Spec]:
-    """Check the settings once and return the (keys, values) specs."""
-    if isinstance(bits, (tuple, list)):
-        if len(bits) != 2:
-            raise ValueError(f"bits must be one format or a pair (key bits, value bits), got {bits!r}")
-        key_bits, value_bits = bits
-    else:
-        key_bits = value_bits = bits
-    _check_format(key_bits, "bits (keys)")
-    _check_format(value_bits, "bits (values)")
-    check_choice(key_granularity, "key_granularity", GRANULARITIES)
-    check_choice(value_granularity, "value_granularity", GRANULARITIES)
+    """Check the settings once and return the (keys, values) specs; `bits` may be a pair (keys, values)."""
+    if isinstance(bits, (tuple, list)) and len(bits) != 2:
+        raise ValueError(f"bits must be one format or a pair (key bits, value bits), got {bits!r}")
+    key_bits, value_bits = bits if isinstance(bits, (tuple, list)) else (bits, bits)
     check_positive_int(group_size, "group_size")
     check_positive_int(residual_length, "residual_length", minimum=0)
-    specs = (_Spec(key_bits, key_granularity, group_size, residual_length),
-             _Spec(value_bits, value_granularity, group_size, residual_length))
-    for side, spec in zip(("keys", "values"), specs):
-        if spec.bits is not None and spec.granularity == "channel" and residual_length % group_size:
-            raise ValueError(
-                f"per-channel {side} are quantized in groups of group_size={group_size} tokens, flushed from the "
-                f"residual window when it fills, so residual_length must be 0 (no window: a group is quantized as "
-                f"soon as it is full) or a multiple of group_size, got residual_length={residual_length}")
-    return specs
+    return (_Spec("keys", key_bits, key_granularity, group_size, residual_length),
+            _Spec("values", value_bits, value_granularity, group_size, residual_length))
 
 
 class QuantizedKVLayer(BaseQuantizedLayer):
@@ -231,8 +227,8 @@ class QuantizedKVLayer(BaseQuantizedLayer):
         self.specs = (key_spec, value_spec)
 
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
-        for side, spec in zip(("keys", "values"), self.specs):
-            spec.check_head_dim(key_states.shape[-1], side)
+        for spec in self.specs:
+            spec.check_head_dim(key_states.shape[-1])
         self.device = key_states.device
         self.keys = key_states.new_empty(*key_states.shape[:-2], 0, key_states.shape[-1])  # (batch, kv_heads, 0, d)
         self.values = value_states.new_empty(*value_states.shape[:-2], 0, value_states.shape[-1])
@@ -299,6 +295,7 @@ class QuantizedKVCache(Cache):
 
         cache = QuantizedKVCache(bits=2)                  # KIVI-2: keys per channel, values per token, g32, R32
         model(ids, past_key_values=cache, use_cache=True); model.generate(ids, past_key_values=cache)
+    (transformers 5.24 renames the argument `cache=`; `past_key_values=` still works, with a FutureWarning.)
 
     bits: 8, 4, 2, "fp8_e4m3", None (float: a plain cache), or a pair (key bits, value bits).
     key_granularity, value_granularity: "channel" (groups of group_size tokens per channel) or "token" (groups of
@@ -349,14 +346,12 @@ def kv_cache_bytes(config, tokens: int, bits=4, key_granularity: str = "channel"
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a float torch.dtype (the residual's), got {dtype!r}")
     total = 0
-    for side, spec in zip(("keys", "values"), _specs(bits, key_granularity, value_granularity, group_size,
-                                                     residual_length)):
-        if spec.bits is None:
-            total += tokens * head_dim * dtype.itemsize
-            continue
-        spec.check_head_dim(head_dim, side)
-        codes = group_size if spec.bits == "fp8_e4m3" else packing.packed_length(group_size, spec.bits)
-        metadata = META_DTYPE.itemsize * (1 if spec.bits == "fp8_e4m3" else 2)
-        m = spec.quantized(tokens)
-        total += m * head_dim // group_size * (codes + metadata) + (tokens - m) * head_dim * dtype.itemsize
+    for spec in _specs(bits, key_granularity, value_granularity, group_size, residual_length):
+        spec.check_head_dim(head_dim)
+        m = spec.quantized(tokens)  # 0 for a float side
+        if m:
+            fp8 = spec.bits == "fp8_e4m3"
+            codes = group_size if fp8 else packing.packed_length(group_size, spec.bits)
+            total += m * head_dim // group_size * (codes + META_DTYPE.itemsize * (1 if fp8 else 2))
+        total += (tokens - m) * head_dim * dtype.itemsize
     return total * batch_size * kv_heads * layers
