@@ -180,7 +180,7 @@ def main():
     print("\nTargets:")
     for name, value, bound in checks:
         verdict = "" if bound is None else ("met" if (value >= bound if ">=" in name else value <= bound) else "MISSED")
-        print(f"  {name:<48} {value:8.4f}  {verdict}")
+        print(f"  {name:<52} {value:8.4f}  {verdict}")
     print(f"\n{time.perf_counter() - start:.0f} s wall, {time.process_time() - cpu:.0f} s of CPU, "
           f"{args.threads} thread(s) (on a shared machine the CPU seconds are the idle machine's wall time)")
 
