@@ -56,8 +56,8 @@ from qlearn.core import dtypes
 from qlearn.data.digits import Digits
 from qlearn.inference import block_inputs, capture, packing, registry, serialize, targets
 from qlearn.inference.linear import QuantLinear
-from qlearn.methods import (awq, folding, ggml_quants, gguf_export, gptq, hqq, llm_int8, lora, nf4, rtn, smoothquant,
-                            sparsegpt, wanda, weight)
+from qlearn.methods import (awq, folding, ggml_quants, gguf_export, gptq, hqq, kv_cache, llm_int8, lora, nf4, rtn,
+                            smoothquant, sparsegpt, wanda, weight)
 from qlearn.training import lsq, qat
 
 SKIPPED_PACKAGES = ("qlearn.plots", "qlearn.widgets", "qlearn.exercises", "qlearn.teaching", "qlearn.data")
@@ -587,6 +587,17 @@ CALLS: dict[str, Entry] = {
         W=W(), X=X(), sparsity=0.5, pattern=None, block_size=32, damp=0.01, bits=None, group_size=None,
         symmetric=False, mask="row", return_mask=False, progress=False), sizes=["block_size"],
         accepts={"bits": ["3"]}),  # 3 bits: the joint mode
+    # the KV cache (notebook 12)
+    "kv_cache.quantize_kv": E(kv_cache.quantize_kv, lambda: dict(
+        x=torch.randn(1, 2, 64, 32, generator=torch.Generator().manual_seed(3)), bits=4, granularity="token",
+        group_size=16), sizes=["group_size"], accepts={"bits": ["None"]}),  # None: kept in float
+    "kv_cache.QuantizedKVCache": E(kv_cache.QuantizedKVCache, lambda: dict(
+        bits=4, key_granularity="channel", value_granularity="token", group_size=32, residual_length=32),
+        accepts={"bits": ["None"], "residual_length": ["0"]}),  # None: a float cache; 0: no window
+    "kv_cache.kv_cache_bytes": E(kv_cache.kv_cache_bytes, lambda: dict(
+        config=llama().config, tokens=100, bits=4, key_granularity="channel", value_granularity="token",
+        group_size=8, residual_length=16, batch_size=1, dtype=torch.float16),
+        sizes=["tokens", "batch_size"], accepts={"bits": ["None"], "residual_length": ["0"], "tokens": ["0"]}),
     # GGUF's block formats (notebook 14)
     "ggml_quants.quantize_blocks": E(ggml_quants.quantize_blocks, lambda: dict(W=W(), type="Q4_0", imatrix=None)),
     "ggml_quants.dequantize_blocks": E(ggml_quants.dequantize_blocks, lambda: dict(
@@ -623,6 +634,8 @@ SKIP = {
     "ggml_quants.GGMLWeight": "a result container of ggml_quants.quantize_weight (fuzzed there)",
     "ggml_quants.pack_blocks": "the exporter's inner writer of already checked codes and scales (its refusals are "
                                "tested in tests/methods/test_ggml_quants.py)",
+    "kv_cache.QuantizedKV": "a result container of kv_cache.quantize_kv (fuzzed there)",
+    "kv_cache.QuantizedKVLayer": "built by QuantizedKVCache from checked settings (fuzzed there)",
     "gguf_export.grid_blocks": "the exporter's inner step on a QuantLinear it has checked (tested through export_gguf)",
     "gguf_export.export_gguf": "writes a GGUF file from a real tokenizer and a source GGUF's metadata: its refusals "
                                "are tested in tests/methods/test_gguf_export.py",
