@@ -201,7 +201,7 @@ def test_generate_runs_greedy_and_with_beams(tiny):
     ({"bits": True}, ValueError, "bits"),
     ({"bits": (2, 4, 8)}, ValueError, "pair"),
     ({"key_granularity": "row"}, ValueError, "key_granularity"),
-    ({"value_granularity": None}, ValueError, "value_granularity"),
+    ({"value_granularity": None}, TypeError, "value_granularity"),
     ({"group_size": 0}, ValueError, "group_size"),
     ({"residual_length": -1}, ValueError, "residual_length"),
     ({"residual_length": 16}, ValueError, "multiple of group_size"),
