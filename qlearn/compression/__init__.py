@@ -9,3 +9,5 @@ Beside `inference` in the middle layer: imports core and data only.
 """
 
 from . import distill, prune, schedules, structured
+
+__all__ = ["distill", "prune", "schedules", "structured"]

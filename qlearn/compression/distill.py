@@ -22,6 +22,8 @@ from torch.nn import functional as F
 
 from ..data.digits import Digits, train
 
+__all__ = ["distill", "distillation_loss", "soft_target_loss"]
+
 
 def _check_temperature(T) -> float:
     if isinstance(T, bool) or not isinstance(T, (int, float)):

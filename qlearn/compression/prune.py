@@ -29,6 +29,10 @@ from torch.nn.utils import prune as torch_prune
 
 from ..core.validation import check_choice, check_float_tensor, check_positive_int
 
+__all__ = ["NM_PATTERNS", "SCOPES", "check_pattern", "check_sparsity", "global_magnitude_masks", "magnitude_mask",
+           "magnitude_prune", "nm_mask", "prunable_layers", "prune_model", "remove_masks", "row_mask",
+           "weight_sparsity"]
+
 SCOPES = ("layer", "global")
 
 

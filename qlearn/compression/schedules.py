@@ -23,6 +23,8 @@ from ..core.validation import check_bool, check_number
 from ..data.digits import Digits, train
 from .prune import check_sparsity, prunable_layers, prune_model, remove_masks
 
+__all__ = ["gradual_prune", "sensitivity_scan", "sparsity_schedule"]
+
 
 def _check_int(value, name: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):

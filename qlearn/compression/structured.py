@@ -30,6 +30,8 @@ from ..core.modules import replace_module
 from ..core.validation import check_float_tensor, check_number
 from .prune import check_sparsity
 
+__all__ = ["prune_units", "unit_scores", "units_to_keep"]
+
 _LAYER_TYPES = (nn.Linear, nn.Conv2d)
 
 

@@ -29,6 +29,8 @@ import torch
 from .validation import check_bits, check_bool
 from .granularity import Granularity, PerTensor, check_granularity
 
+__all__ = ["PAPERS_FP16", "SCALE_BITS", "ZERO_POINT_BITS", "effective_bits", "metadata_bits", "storage_bytes"]
+
 SCALE_BITS = 32       # QuantLinear's scale buffer: float32
 ZERO_POINT_BITS = 8   # QuantLinear's zero_point buffer: int8
 PAPERS_FP16 = {"scale_bits": 16, "zero_point_bits": 16}  # the papers' count: an fp16 scale and an fp16 zero point

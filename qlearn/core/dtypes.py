@@ -12,6 +12,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+__all__ = ["CASTABLE", "FLOAT_DTYPES", "BitLayout", "FloatInfo", "bit_layout", "cast_model", "float_info",
+           "model_memory_bytes"]
+
 # name -> (dtype, exponent bits, mantissa bits); the fp8 formats are the ones torch has.
 _LAYOUTS = {
     "float32": (torch.float32, 8, 23),

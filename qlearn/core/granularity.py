@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
+__all__ = ["Granularity", "PerChannel", "PerGroup", "PerTensor", "PerToken", "check_granularity"]
+
 
 class Granularity:
     """Base class: a rule for splitting a tensor into blocks that share quantization parameters."""

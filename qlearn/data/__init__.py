@@ -12,3 +12,5 @@ Beside `core` at the bottom: it may import core only.
 """
 
 from . import digits, llm, models, sentences, tensors
+
+__all__ = ["digits", "llm", "models", "sentences", "tensors"]

@@ -13,6 +13,9 @@ from torch import nn
 
 from ..core.validation import check_bool, check_number
 
+__all__ = ["N_CLASSES", "N_PIXELS", "PRETRAINED", "Digits", "accuracy", "cnn", "load_digits", "mlp", "pretrained_mlp",
+           "train"]
+
 N_CLASSES = 10
 N_PIXELS = 64
 

@@ -33,6 +33,9 @@ from torch import nn
 from ..core.validation import check_bool
 from .models import quiet_hf_progress
 
+__all__ = ["CACHE_ENV", "DTYPES", "GGUF_FILE", "INSTALL", "SMOLLM2", "TEXTS", "cache_dir", "course_text", "generate",
+           "load_llm", "smollm2_gguf"]
+
 SMOLLM2 = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the original checkpoint on the Hugging Face Hub
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CACHE_ENV = "QLEARN_CACHE_DIR"

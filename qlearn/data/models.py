@@ -15,6 +15,9 @@ from torch import nn
 
 from ..core.quiet import silence_torchao_import_noise
 
+__all__ = ["MINILM", "SENTENCES", "embed", "linear_weights", "load_model", "minilm_activation", "minilm_path",
+           "minilm_weight", "quiet_hf_progress"]
+
 MINILM = "all-MiniLM-L6-v2"
 
 SENTENCES = (

@@ -8,6 +8,8 @@ text it was tuned on.
 
 from __future__ import annotations
 
+__all__ = ["CALIBRATION"]
+
 CALIBRATION = (
     "The night train crossed the mountains under a full moon.",
     "Please send me the meeting notes before Friday.",

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import torch
 
+__all__ = ["SAMPLE_TENSORS", "correlated_inputs", "is_ready", "rows_with_ranges", "sample_tensor"]
+
 SAMPLE_TENSORS = ("gaussian", "relu", "outliers", "minilm_weight", "minilm_activation")
 
 

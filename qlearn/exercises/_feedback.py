@@ -25,6 +25,9 @@ from typing import Callable, Sequence
 
 import torch
 
+__all__ = ["DTYPE_STEPS", "ROUNDED_TWICE", "TENSOR_RTOL", "Feedback", "Mistake", "Reading", "as_float64", "as_int",
+           "as_number", "check_number", "describe", "digits_needed", "read_number", "right", "tensors_close", "wrong"]
+
 # How many steps of its own dtype a float answer may be off: its own rounding to that dtype, and a little more.
 DTYPE_STEPS = 1
 # Relative tolerance of a tensor comparison, by the dtype the learner's result has (float64 results usually come

@@ -7,6 +7,8 @@ import torch
 from ..core.dtypes import FLOAT_DTYPES, float_info, model_memory_bytes
 from ._feedback import Feedback, Mistake, as_number, check_number, describe, right, wrong
 
+__all__ = ["check_machine_epsilon", "check_memory_bytes", "check_smallest_safe_dtype"]
+
 
 def check_memory_bytes(model: torch.nn.Module, answer) -> Feedback:
     """Exercise 1: the bytes of `model`'s parameters and buffers if cast to bfloat16."""

@@ -8,6 +8,8 @@ from ..core.metrics import sqnr_db
 from ..core.primitives import choose_qparams, dequantize, quantize
 from ._feedback import Feedback, as_float64, as_int, as_number, check_number, describe, right, tensors_close, wrong
 
+__all__ = ["check_dequantized", "check_min_bits", "check_scale_and_zero_point"]
+
 
 def check_scale_and_zero_point(x: torch.Tensor, scale, zero_point, bits: int = 8) -> Feedback:
     """Exercise 1: asymmetric min-max scale and zero point of `x` (range including 0, signed codes)."""

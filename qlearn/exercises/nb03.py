@@ -9,6 +9,8 @@ from ..data.tensors import sample_tensor
 from ..teaching.sweep import roundtrip
 from ._feedback import Feedback, Mistake, as_number, check_number, describe, right, wrong
 
+__all__ = ["X_EX", "check_relu_ratio", "check_scale_zero_point", "check_symmetric_code"]
+
 # Exercises 1 and 2 use this tensor.
 X_EX = torch.tensor([-0.6, -0.1, 0.0, 0.4, 1.8])
 

@@ -8,6 +8,8 @@ from ..data.tensors import sample_tensor
 from ..teaching.sweep import roundtrip
 from ._feedback import Feedback, Mistake, as_int, check_number, describe, right, wrong
 
+__all__ = ["BUDGET_BITS", "TARGET_SQNR_DB", "check_budget_choice", "check_effective_bits"]
+
 TARGET_SQNR_DB = 20.0
 BUDGET_BITS = 4.75
 

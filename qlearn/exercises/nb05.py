@@ -10,6 +10,8 @@ from ..inference.linear import QuantLinear
 from ..inference.quantize_model import model_size_bytes
 from ._feedback import Feedback, as_int, as_number, describe, right, wrong
 
+__all__ = ["check_int4_bytes", "check_naive_traffic", "check_pack_pair"]
+
 
 def _report(ok: bool, if_right: str, if_wrong: str) -> Feedback:
     return right(if_right) if ok else wrong(if_wrong)

@@ -9,6 +9,8 @@ from ..core.primitives import fake_quantize
 from ..training.observers import OBSERVERS, make_observer
 from ._feedback import Feedback, as_float64, describe, right, tensors_close, wrong
 
+__all__ = ["check_lsq_init", "check_observer_choice", "check_round_ste", "outlier_tensor"]
+
 
 def outlier_tensor(seed: int = 0) -> torch.Tensor:
     """Exercise 2's tensor: 4,096 roughly normal values and a handful of large outliers. Shape (4096,)."""

@@ -11,6 +11,8 @@ from ..compression.prune import magnitude_prune
 from ..compression.schedules import sparsity_schedule
 from ._feedback import Feedback, Mistake, as_number, check_number, describe, right, wrong
 
+__all__ = ["check_magnitude_prune", "check_schedule", "check_t_squared_ratio", "t_squared_example"]
+
 _CASES = [((8, 8), 0.5), ((16, 4), 0.75), ((5, 7), 0.3), ((7, 3), 0.6), ((3, 3), 0.0), ((10, 10), 0.99)]
 
 

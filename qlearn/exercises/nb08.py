@@ -9,6 +9,9 @@ import torch
 from ..methods import nf4
 from ._feedback import Feedback, Mistake, as_float64, check_number, describe, right, tensors_close, wrong
 
+__all__ = ["DQ_BLOCK", "DQ_SHAPE", "awq_scale", "check_awq_scale", "check_double_quant_bits", "check_obs_update",
+           "double_quant_bits", "obs_update"]
+
 DQ_SHAPE, DQ_BLOCK = (384, 1536), 128  # exercise 1: MiniLM's feed-forward output layer, NF4 block 128
 
 

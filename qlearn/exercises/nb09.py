@@ -13,6 +13,9 @@ from ..methods.llm_int8 import check_threshold, outlier_columns
 from ..methods.smoothquant import smoothing_factors
 from ._feedback import Feedback, Mistake, check_number
 
+__all__ = ["STEPS", "check_float_share", "check_smoothed_max", "check_starved_channels", "starved_channels",
+           "top_codes"]
+
 STEPS = 8  # exercise 1: channels whose largest int8 code is at most this one
 
 

@@ -7,6 +7,8 @@ import torch
 from ..methods.finetune_memory import nf4_bits_per_weight
 from ._feedback import Feedback, Mistake, as_float64, check_number, describe, right, tensors_close, wrong
 
+__all__ = ["GATE_SHAPE", "N_WEIGHTS_7B", "RANK", "check_lora_forward", "check_lora_param_count", "check_qlora_base_gb"]
+
 GATE_SHAPE = (1536, 576)  # SmolLM2's gate_proj (out, in)
 RANK = 8
 N_WEIGHTS_7B = 7_000_000_000

@@ -13,3 +13,5 @@ Imports core and data only.
 """
 
 from . import capture, kernels, linear, packing, quantize_model, registry, serialize, targets
+
+__all__ = ["capture", "kernels", "linear", "packing", "quantize_model", "registry", "serialize", "targets"]

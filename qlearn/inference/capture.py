@@ -20,6 +20,8 @@ from torch import nn
 
 from ..core.validation import check_bool, check_module, check_names
 
+__all__ = ["attention_mask", "capture_inputs", "check_batches", "first_tensor", "run_batch"]
+
 
 def first_tensor(value, what: str) -> torch.Tensor:
     """The tensor itself, or the first element of a tuple / list such as (X, y) or a hook's args."""

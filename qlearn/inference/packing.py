@@ -28,6 +28,8 @@ import torch
 from ..core.validation import check_bits
 from ..core.primitives import CODE_DTYPE, qrange
 
+__all__ = ["container_bits", "pack", "packed_length", "unpack"]
+
 
 def container_bits(bits: int) -> int:
     """Bits of the slot a `bits`-bit code is stored in: 2 for 2-bit, 4 for 3- and 4-bit, else 8."""

@@ -26,6 +26,8 @@ from ..core.granularity import Granularity, PerChannel, PerGroup, PerTensor, Per
 from ..core.validation import check_bits, check_bool, check_inputs, check_module
 from .linear import QuantLinear
 
+__all__ = ["METHODS", "PASSED_BY_DRIVER", "POSITIONAL", "QuantMethod", "get_method", "register_method"]
+
 POSITIONAL = {"quantize_layer": 6, "prepare": 6, "finish": 2}  # see the module docstring
 PASSED_BY_DRIVER = {"state", "activations", "activation_granularity", "kernel"}
 

@@ -21,6 +21,8 @@ from ..core.granularity import PerGroup
 from ..core.validation import check_bool, check_module
 from .linear import check_weight_granularity
 
+__all__ = ["block_prefix", "blocks", "exclude_patterns", "matches", "select_targets"]
+
 
 def _check_name(value, name: str) -> None:
     if not isinstance(value, str):

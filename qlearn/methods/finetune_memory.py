@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from ..core.validation import check_bool, check_positive_int
 
+__all__ = ["ADAPTER_BYTES", "RECIPES", "decoder_linear_shapes", "finetune_bytes", "lora_params", "nf4_bits_per_weight"]
+
 RECIPES = ("full fp32", "full 16-bit", "LoRA (fp16 base)", "QLoRA (NF4 + DQ base)")
 ADAPTER_BYTES = 4 + 4 + 4 + 4  # fp32 adapter weight, its gradient, Adam's two moments
 

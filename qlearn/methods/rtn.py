@@ -18,6 +18,8 @@ from ..core.primitives import choose_qparams, quantize
 from ..core.validation import check_bits, check_bool, check_group_size, check_inputs, check_weight
 from .weight import UniformWeight, granularity_for
 
+__all__ = ["quantize_weight"]
+
 
 def quantize_weight(W: torch.Tensor, X: torch.Tensor | None = None, bits: int = 4, group_size: int | None = 128,
                     symmetric: bool = False) -> UniformWeight:

@@ -33,6 +33,8 @@ from ..training.observers import MinMaxObserver, Observer, qparams_from_range
 from ..core.primitives import QParams, fake_quantize
 from .llm_int8 import check_threshold, outlier_columns
 
+__all__ = ["ACTIVATIONS", "Simulation", "simulate_w8a8"]
+
 ACTIVATIONS = ("per_tensor", "per_token", "llm_int8", None)
 
 

@@ -10,3 +10,5 @@ The top layer: it may import anything below; nothing below imports it.
 """
 
 from . import claims, compare, course, sweep, timing
+
+__all__ = ["claims", "compare", "course", "sweep", "timing"]

@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+__all__ = ["Claims", "check_claims"]
+
 
 @dataclass(frozen=True)
 class Claims:

@@ -26,6 +26,9 @@ from ..core.validation import check_bits, check_bool, check_float_tensor
 from ..core.granularity import Granularity, PerChannel, PerGroup, PerTensor, PerToken, check_granularity
 from ..core.primitives import choose_qparams, dequantize, quantize, qrange
 
+__all__ = ["Comparison", "ComparisonTable", "compare_with_quanto", "compare_with_torchao", "comparison_table",
+           "torchao_granularity"]
+
 
 @dataclass(frozen=True)
 class Comparison:

@@ -8,6 +8,8 @@ import platform
 import sys
 from importlib import resources
 
+__all__ = ["NOTEBOOKS", "REPO_INSTALL", "RUNTIMES", "environment_checks", "peak_memory_mib", "runtimes"]
+
 NOTEBOOKS = (
     ("00_start_here", "Start here", "the course map, how to run it, an environment check"),
     ("01_dtypes_and_casting", "Data types and casting", "fp32/fp16/bf16/fp8, bit layouts, casting MiniLM"),

@@ -13,6 +13,8 @@ from ..core.bits import SCALE_BITS, ZERO_POINT_BITS, effective_bits
 from ..core.granularity import Granularity, PerChannel, PerGroup, PerTensor, check_granularity
 from ..core.primitives import choose_qparams, dequantize, quantize
 
+__all__ = ["pareto_sweep", "roundtrip", "sqnr_sweep"]
+
 
 def roundtrip(x, bits: int = 8, symmetric: bool = False, granularity: Granularity = PerTensor(),
               restricted: bool = True, scale_bits: int = SCALE_BITS, zero_point_bits: int = ZERO_POINT_BITS):

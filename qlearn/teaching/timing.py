@@ -16,6 +16,8 @@ import time
 import torch
 from tqdm.auto import tqdm
 
+__all__ = ["median_ms"]
+
 
 @torch.no_grad()
 def median_ms(modules: dict, x: torch.Tensor, rounds: int = 10, budget_s: float = 3.0,

@@ -9,3 +9,5 @@ Imports core, data and inference.
 """
 
 from . import calibrate, lsq, observers, qat
+
+__all__ = ["calibrate", "lsq", "observers", "qat"]

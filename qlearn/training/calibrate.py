@@ -28,6 +28,8 @@ from ..inference.capture import first_tensor as _first_tensor
 from ..inference.capture import run_batch
 from .observers import MinMaxObserver, Observer
 
+__all__ = ["calibrate", "calibrate_activations", "static_activation_layers"]
+
 
 def calibrate(model: nn.Module, layers: Iterable[str], batches: Iterable, observer: Observer | None = None,
               where: str = "input", progress: bool = False, transform=None) -> dict[str, Observer]:

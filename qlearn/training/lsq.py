@@ -26,6 +26,8 @@ from ..core.validation import check_bits, check_float_dtype, check_float_tensor
 from ..core.granularity import Granularity
 from ..core.primitives import QParams, fake_quantize, qrange
 
+__all__ = ["lsq_fake_quantize", "lsq_init_scale", "lsq_qparams"]
+
 
 def lsq_init_scale(W: torch.Tensor, bits: int, granularity: Granularity) -> torch.Tensor:
     """The paper's initial step size, per block: s = 2 mean|W| / sqrt(qmax).

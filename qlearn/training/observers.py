@@ -22,6 +22,9 @@ from ..core.validation import check_bits, check_bool, check_float_tensor
 from ..core.granularity import Granularity, PerTensor, PerToken, check_granularity
 from ..core.primitives import QParams, choose_qparams, fake_quantize
 
+__all__ = ["OBSERVERS", "MSEObserver", "MinMaxObserver", "MovingAverageMinMaxObserver", "Observer",
+           "PercentileObserver", "block_rows", "make_observer", "qparams_from_range"]
+
 
 def qparams_from_range(lo: torch.Tensor, hi: torch.Tensor, bits: int = 8, symmetric: bool = False,
                        granularity: Granularity = PerTensor(), dtype: torch.dtype = torch.float32) -> QParams:

@@ -26,6 +26,8 @@ from .lsq import lsq_fake_quantize, lsq_init_scale, lsq_qparams
 from .observers import OBSERVERS, make_observer
 from ..core.primitives import QParams, fake_quantize, qrange
 
+__all__ = ["QATLinear", "convert", "prepare_qat", "qat_layers", "recalibrate"]
+
 
 class QATLinear(nn.Linear):
     """nn.Linear with fake-quantized weights (and optionally inputs) in the forward pass.

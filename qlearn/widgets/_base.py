@@ -6,6 +6,8 @@ import base64
 import io
 import sys
 
+__all__ = ["FALLBACK_TEXT", "Explorer", "widget_bundle"]
+
 FALLBACK_TEXT = "[interactive widget: {title}. Run this cell in Jupyter or Colab to use it.]"
 
 

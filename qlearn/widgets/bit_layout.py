@@ -10,6 +10,8 @@ import ipywidgets as w
 from ..core.dtypes import FLOAT_DTYPES, bit_layout
 from ._base import Explorer
 
+__all__ = ["bit_layout_explorer", "layout_table_html", "parse_number"]
+
 _COLORS = {"sign": "#d62728", "exponent": "#1f77b4", "mantissa": "#2ca02c"}
 
 

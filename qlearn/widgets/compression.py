@@ -14,6 +14,8 @@ from ..plots.compression import soft_targets, weight_histogram
 from ..compression.prune import prunable_layers, prune_model, remove_masks
 from ._base import Explorer
 
+__all__ = ["TEMPERATURES", "pruned_accuracy", "sparsity_explorer", "temperature_explorer"]
+
 TEMPERATURES = (0.5, 1, 2, 3, 4, 6, 8, 12, 20)
 
 

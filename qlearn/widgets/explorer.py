@@ -16,6 +16,9 @@ from ..teaching.sweep import roundtrip
 from ..data.tensors import is_ready, sample_tensor
 from ._base import Explorer
 
+__all__ = ["ACTIVATIONS", "CUSTOM", "GRANULARITIES", "GROUP_SIZES", "LOADING", "SOURCES", "make_granularity",
+           "quantization_explorer"]
+
 GRANULARITIES = ("tensor", "channel", "group")
 GROUP_SIZES = (8, 16, 32, 64, 128)
 SOURCES = {  # label -> qlearn.data.tensors.sample_tensor name

@@ -11,6 +11,8 @@ from ..methods import gptq, rtn
 from ..methods.awq import output_mse
 from ._base import Explorer
 
+__all__ = ["DAMPS", "gptq_explorer", "gptq_sweep", "gptq_sweep_plot"]
+
 DAMPS = (0.0001, 0.001, 0.01, 0.1, 1.0)
 
 

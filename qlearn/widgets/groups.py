@@ -9,6 +9,8 @@ from ..core.validation import check_bits, check_float_tensor
 from ..plots.inference import plot_group_reconstruction
 from ._base import Explorer
 
+__all__ = ["group_explorer"]
+
 
 def group_explorer(W: torch.Tensor, bits: int = 4, group_size: int = 64, group_sizes=(32, 64, 128, 384)) -> Explorer:
     """A widget around `qlearn.plots.plot_group_reconstruction(W, bits, group_size)`: each group's grid of levels.

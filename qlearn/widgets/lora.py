@@ -10,6 +10,8 @@ from ..methods.finetune_memory import lora_params
 from ..plots.lora import rank_sweep
 from ._base import Explorer
 
+__all__ = ["RANKS", "rank_explorer"]
+
 RANKS = (1, 2, 4, 8, 16, 32, 64)
 
 

@@ -10,6 +10,8 @@ from ..training.observers import OBSERVERS
 from ..plots.qat import observer_ranges, observer_ranges_plot
 from ._base import Explorer
 
+__all__ = ["observer_explorer"]
+
 
 def observer_explorer(x: torch.Tensor, bits: int = 4, observer: str = "minmax", title: str = "tensor",
                       batch_size: int | None = 512) -> Explorer:

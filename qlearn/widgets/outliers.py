@@ -15,6 +15,8 @@ from ..methods.llm_int8 import Int8Weight, check_threshold, int8_mixed_matmul
 from ..plots.outliers import threshold_plot
 from ._base import Explorer
 
+__all__ = ["THRESHOLDS", "threshold_explorer", "threshold_sweep"]
+
 THRESHOLDS = (1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0, 30.0, 50.0)
 
 
