@@ -41,8 +41,8 @@ from ..inference.registry import QuantMethod, register_method
 from ._checks import check_inputs
 from .weight import QuantizedWeight
 
-__all__ = ["E4M3", "E5M2", "FORMATS", "FP8Linear", "FP8Weight", "FloatFormat", "GRANULARITIES", "decode", "encode",
-           "fill_layer", "quantize_activations", "quantize_layer", "quantize_weight"]
+__all__ = ["E4M3", "E5M2", "FORMATS", "FP8Linear", "FP8Weight", "FloatFormat", "GRANULARITIES", "check_float_dtype",
+           "decode", "encode", "fill_layer", "quantize_activations", "quantize_layer", "quantize_weight"]
 
 
 @dataclass(frozen=True)
@@ -208,6 +208,13 @@ def quantize_activations(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return (x.float() / scale).clamp(-E4M3.max, E4M3.max).to(torch.float8_e4m3fn), scale
 
 
+def check_float_dtype(dtype) -> torch.dtype:
+    """Return `dtype` if it is float32, float16 or bfloat16 (the dtype a layer's reconstructed weight comes in)."""
+    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise TypeError(f"dtype (of the reconstructed weight) must be float32, float16 or bfloat16, got {dtype!r}")
+    return dtype
+
+
 @torch.no_grad()
 def fill_layer(layer: nn.Module, linear: nn.Linear, buffers: dict) -> nn.Module:
     """Copy `buffers` (name -> tensor) into the new layer's buffers and linear's bias into its bias; return it."""
@@ -236,7 +243,7 @@ class FP8Linear(nn.Module):
         self.granularity = check_choice(granularity, "granularity", GRANULARITIES)
         self.block_size = check_positive_int(block_size, "block_size")
         self.activations = check_choice(activations, "activations", (None, "fp8_e4m3"))
-        self.dtype = dtype
+        self.dtype = check_float_dtype(dtype)
         shape = torch.Size((out_features, in_features))
         scale_shape = _amax(torch.empty(shape, device="meta"), granularity, block_size).shape
         self.register_buffer("weight_q", torch.zeros(shape, dtype=FORMATS[format][1], device=device))

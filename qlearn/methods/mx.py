@@ -33,7 +33,7 @@ Storage (the bytes counted in `nbytes`):
 Oracles (tests): torchao's MXTensor.to_mx(W, elem, 32) (FLOOR scaling) and NVFP4Tensor.to_nvfp4(W, 16,
 per_tensor_scale=amax / 2688) give the same codes and scales, bit for bit, with two documented exceptions:
 torchao divides by 2^-126 where the E8M0 code is 0 (2^-127; its guard against Triton's denormals) while it
-multiplies back by 2^-127, so such a block (amax < 2^(emax - 125)) comes back at half size; here the spec's 2^-127
+multiplies back by 2^-127, so such a block (amax < 2^(emax_elem - 126)) comes back at half size; here the spec's 2^-127
 is used both ways. A W whose amax is 0 has t = 0 in torchao (all NaN); here t = 1 and the codes are 0.
 llama.cpp / gguf-py's MXFP4 (`to_gguf_mxfp4`) differs in three ways: the E8M0 exponent comes from
 floor(log2f(amax)) in float32 (an amax just below a power of two can round up to it, one scale too large; here the
@@ -58,7 +58,7 @@ from ..inference import serialize
 from ..inference.registry import QuantMethod, register_method
 from . import fp8
 from ._checks import check_inputs
-from .fp8 import E4M3, E5M2, FloatFormat, decode, encode, fill_layer
+from .fp8 import E4M3, E5M2, FloatFormat, check_float_dtype, decode, encode, fill_layer
 from .weight import QuantizedWeight
 
 __all__ = ["ALL_FORMATS", "E2M1", "E2M3", "E3M2", "FORMATS", "MXFormat", "MXLinear", "MXWeight", "e8m0_decode",
@@ -251,7 +251,7 @@ class MXLinear(nn.Module):
         spec = FORMATS[format]
         if in_features % spec.block_size:
             raise ValueError(f"{format} needs in_features divisible by {spec.block_size}, got {in_features}")
-        self.dtype = dtype
+        self.dtype = check_float_dtype(dtype)
         n_blocks = in_features // spec.block_size
         self.register_buffer("weight_q", torch.zeros(out_features, in_features * spec.element.bits // 8,
                                                      dtype=torch.uint8, device=device))

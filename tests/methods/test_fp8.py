@@ -76,6 +76,8 @@ def test_partial_blocks_and_edge_values():
         fp8.quantize_weight(W, granularity="row")
     with pytest.raises(ValueError, match="format"):
         fp8.quantize_weight(W, format="fp8_e3m4")
+    with pytest.raises(TypeError, match="dtype"):
+        fp8.FP8Linear(8, 8, dtype=torch.int8)
 
 
 def test_scaled_mm_layer_equals_its_emulation_and_weight_only_equals_dequantize():
