@@ -20,10 +20,10 @@ Weight quantization (the objective: the nearest FP8 number to W / scale, scaled 
 
 `FP8Linear` stores W_q (1 byte per weight) and the scales as buffers. With `activations="fp8_e4m3"` it also
 quantizes each input row (token) to E4M3 with its own scale and, for a tensor or row scale, multiplies the two
-FP8 operands with `torch._scaled_mm` (it runs on the CPU in torch >= 2.9: tensor-wise or row-wise float32
-scales); 128 x 128 block scales have no CPU kernel and are emulated (dequantize, then matmul). Simplified: the
-scale is plain amax / max (no amax history, no power-of-two rounding); edge blocks of a 128 x 128 grid are
-partial; the CPU gains memory, not speed (there is no FP8 hardware there).
+FP8 operands with `torch._scaled_mm` (checked on the CPU with torch 2.13, which takes tensor-wise or row-wise
+float32 scales only); 128 x 128 block scales are emulated (dequantize, then matmul). Simplified: the scale is
+plain amax / max (no amax history, no power-of-two rounding); edge blocks of a 128 x 128 grid are partial; on a
+CPU, which has no FP8 arithmetic units, the format saves memory, not time.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ elem() rounds to the nearest value of the element format, ties to even, and satu
 E8M0 is a bare biased exponent: code c means 2^(c - 127), c = 255 is NaN (never produced here). Because X is a
 power of two at or below amax / 2^emax_elem, amax / X lies in [2^emax, 2^(emax + 1)): a block's largest weight can
 exceed the element's largest value (6 for E2M1: up to 8 is clipped) or use as little as 4 / 6 of the grid. NVFP4's
-E4M3 block scale follows amax / 6 to 3 mantissa bits instead, the per-tensor float32 scale t puts the block
+E4M3 block scale follows amax / 6 to 3 mantissa bits instead; the per-tensor float32 scale t puts the block
 scales inside E4M3's range (block scales are clamped to [2^-6, 448]).
 
 Storage (the bytes counted in `nbytes`):
@@ -33,11 +33,12 @@ Storage (the bytes counted in `nbytes`):
 Oracles (tests): torchao's MXTensor.to_mx(W, elem, 32) (FLOOR scaling) and NVFP4Tensor.to_nvfp4(W, 16,
 per_tensor_scale=amax / 2688) give the same codes and scales, bit for bit, with two documented exceptions:
 torchao divides by 2^-126 where the E8M0 code is 0 (2^-127; its guard against Triton's denormals) while it
-multiplies back by 2^-127, so such a block (amax < 2^(emax_elem - 126)) comes back at half size; here the spec's 2^-127
-is used both ways. A W whose amax is 0 has t = 0 in torchao (all NaN); here t = 1 and the codes are 0.
+multiplies back by 2^-127, so such a block (amax < 2^(emax_elem - 126)) comes back at half size; here the spec's
+2^-127 is used both ways. A W whose amax is 0 has t = 0 in torchao (all NaN); here t = 1 and the codes are 0.
 llama.cpp / gguf-py's MXFP4 (`to_gguf_mxfp4`) differs in three ways: the E8M0 exponent comes from
 floor(log2f(amax)) in float32 (an amax just below a power of two can round up to it, one scale too large; here the
-float's exponent bits are read exactly), the element is the first nearest in its table (ties go to the smaller
+float's exponent bits are read exactly; and a block with amax < 2^-125 gets a negative exponent that the uint8
+cast wraps around instead of clamping), the element is the first nearest in its table (ties go to the smaller
 magnitude and -0 becomes +0, not ties-to-even), and the block layout is [E8M0 byte, 16 bytes] with code j in
 the low nibble and code j + 16 in the high nibble of byte j. Simplified: blocks run along the input axis only
 (in_features must be a multiple of the block); on a CPU the layer dequantizes then multiplies (an emulation:
