@@ -126,6 +126,8 @@ def rotate_model(model: nn.Module, layout: DecoderLayout = LLAMA, random_signs: 
 
     With online_hadamard, each down_proj becomes OnlineHadamard(down_proj) with W_down <- W_down H. The model's
     outputs are unchanged up to float rounding (see the module docstring for every step). Returns the model.
+    A tied head comes back untied: quantize_model then quantizes it too unless exclude=["lm_head"] (a tied
+    head is skipped), so compare rotated and plain models with the head excluded.
 
     Shapes: hidden states (..., d) -> (..., d) Q; weights keep their shapes.
     """
