@@ -119,3 +119,60 @@ def perplexity(model: torch.nn.Module, tokenizer, text: str, window: int = 512, 
     if not math.isfinite(nll):
         raise ValueError("the model produced NaN or inf log-probabilities; its weights or activations overflowed")
     return math.exp(nll / count) if nll / count < 700 else math.inf
+
+
+def _next_token_logprobs(reference: torch.nn.Module, model: torch.nn.Module, tokenizer, text: str, window: int,
+                         progress: bool):
+    """Yield (log p_ref, log p_model), float64 (w, vocab), for each window of `window` tokens of `text`."""
+    for name, m in (("reference", reference), ("model", model)):
+        if not isinstance(m, torch.nn.Module):
+            raise TypeError(f"{name} must be a torch.nn.Module (a causal LM), got {type(m).__name__}")
+    if not callable(tokenizer):
+        raise TypeError(f"tokenizer must be a Hugging Face tokenizer, got {type(tokenizer).__name__}")
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("text must be a non-empty string")
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise ValueError(f"window must be a positive int (tokens per forward pass), got {window!r}")
+    check_bool(progress, "progress")
+    ids = tokenizer(text, return_tensors="pt")["input_ids"]  # (1, n)
+    with torch.no_grad():
+        for begin in tqdm(range(0, ids.shape[1], window), desc="kl", disable=not progress):
+            chunk = ids[:, begin:begin + window]  # (1, w)
+            logp = [torch.log_softmax(m(chunk.to(next(m.parameters()).device)).logits[0].double().cpu(), dim=-1)
+                    for m in (reference, model)]  # 2 x (w, vocab)
+            if not all(bool(torch.isfinite(lp).all()) for lp in logp):
+                raise ValueError("a model produced NaN or inf log-probabilities; its weights or activations overflowed")
+            yield logp[0], logp[1]
+
+
+def kl_divergence(reference: torch.nn.Module, model: torch.nn.Module, tokenizer, text: str, window: int = 512,
+                  progress: bool = True) -> float:
+    """Mean per-token KL(p_ref || p_model) of the next-token distributions, in nats (0 for identical models).
+
+        KL_t = sum_v p_ref(v | x_<=t) * (log p_ref(v | x_<=t) - log p_model(v | x_<=t))
+        KL   = 1/N * sum_t KL_t        over every position t of every window, N of them
+
+    The token ids are cut into non-overlapping windows of `window` tokens; both models see the same windows.
+    Log-softmax and the sum run in float64. Perplexity averages only the log-probability of the true token;
+    KL compares the whole distribution, so it also sees damage that leaves the true token's probability alone.
+
+    Shapes: text -> ids (1, n) -> per window log-probs (w, vocab) twice -> float.
+    """
+    total, count = 0.0, 0
+    for logp_ref, logp_model in _next_token_logprobs(reference, model, tokenizer, text, window, progress):
+        total += float((logp_ref.exp() * (logp_ref - logp_model)).sum())
+        count += logp_ref.shape[0]
+    return total / count
+
+
+def top1_agreement(reference: torch.nn.Module, model: torch.nn.Module, tokenizer, text: str, window: int = 512,
+                   progress: bool = True) -> float:
+    """Share of positions where both models rank the same next token first: mean_t [argmax p_ref == argmax p_model].
+
+    Same windows and positions as `kl_divergence`. Shapes: text -> float in [0, 1].
+    """
+    same, count = 0, 0
+    for logp_ref, logp_model in _next_token_logprobs(reference, model, tokenizer, text, window, progress):
+        same += int((logp_ref.argmax(-1) == logp_model.argmax(-1)).sum())
+        count += logp_ref.shape[0]
+    return same / count

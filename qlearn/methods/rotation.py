@@ -1,0 +1,178 @@
+"""Rotations that tame outliers: QuaRot (Ashkboos et al. 2024, arXiv:2404.00456), with SpinQuant's names R1 and R4.
+
+An orthogonal Q (Q Q^T = I) changes nothing in exact arithmetic: x W^T = (x Q)(W Q)^T. Rotating the residual
+stream of a pre-norm transformer by Q spreads each outlier channel over all channels, so the hidden states and the
+weights that read them have a flatter distribution to quantize, while the model computes the same function:
+
+    objective: the same logits, f_rotated(x) = f(x), with flatter hidden states h Q and weights W Q
+
+    RMSNorm gains g folded into the linears that read the norm:   W <- W diag(g),  g <- 1
+      (RMSNorm(x Q) = RMSNorm(x) Q because ||x Q|| = ||x||; a gain != 1 would not commute with Q)
+    R1, the residual stream:   E <- E Q (embeddings),   W_in <- W_in Q  (q, k, v, gate, up, lm_head)
+                               W_out <- Q^T W_out, b_out <- b_out Q   (o_proj, down_proj write into the stream)
+    R4, online, before down_proj:   x <- x H (at run time),  W_down <- W_down H   (so x H (W_down H)^T = x W_down^T)
+
+Q is an orthonormal Walsh-Hadamard matrix (Sylvester: H_2n = [[H_n, H_n], [H_n, -H_n]] / sqrt(2)), optionally with
+random signs (diag(s) H, QuaRot's "random Hadamard"). For widths that are not a power of two it is block-diagonal:
+n = m * 2^k uses m blocks of H_(2^k) (SmolLM2: 576 = 9 x 64, 1536 = 3 x 512). A tied output head (SmolLM2's
+lm_head shares the embedding) is untied first: with g folded in it is no longer the same matrix.
+
+Which modules play which role is data (`DecoderLayout`; `LLAMA` fits Llama, SmolLM2, Mistral, Qwen2), not
+discovered from the model classes. Simplified against QuaRot: no per-head Hadamard on V / O (R2) and no online
+Hadamard on the keys (R3, for a quantized KV cache); block-diagonal instead of QuaRot's Hadamard-12/36 products;
+rotations are computed in float64 and cast back to the weights' dtype.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..core.validation import check_bool, check_module, check_positive_int
+
+__all__ = ["LLAMA", "DecoderLayout", "OnlineHadamard", "hadamard", "hadamard_transform", "rotate_model"]
+
+
+def hadamard(n: int, random_signs: bool = False, seed: int = 0) -> torch.Tensor:
+    """An orthonormal (block-diagonal) Walsh-Hadamard matrix: H H^T = I.
+
+    b = largest power of two dividing n;  H = blockdiag(H_b, ..., H_b) / sqrt(b);  random_signs: diag(s) H, s = +-1.
+    Shapes: -> (n, n) float64.
+    """
+    check_positive_int(n, "n")
+    check_bool(random_signs, "random_signs")
+    block = n & -n  # the largest power of two dividing n: 576 -> 64
+    H = torch.ones(1, 1, dtype=torch.float64)
+    while H.shape[0] < block:
+        H = torch.cat([torch.cat([H, H], 1), torch.cat([H, -H], 1)], 0)  # (2k, 2k) Sylvester
+    H = torch.block_diag(*[H] * (n // block)) / math.sqrt(block)  # (n, n)
+    if random_signs:
+        generator = torch.Generator().manual_seed(seed)
+        signs = torch.randint(0, 2, (n,), generator=generator, dtype=torch.float64) * 2 - 1  # (n,)
+        H = signs[:, None] * H
+    return H
+
+
+def hadamard_transform(x: torch.Tensor) -> torch.Tensor:
+    """x @ hadamard(n) without the matrix: the fast Walsh-Hadamard butterflies, log2(b) add / subtract passes.
+
+    Each pass pairs the entries h apart inside runs of 2h: (a, c) -> (a + c, a - c), h = 1, 2, 4, ..., b / 2.
+    Shapes: x (..., n) -> (..., n), the same dtype.
+    """
+    n = x.shape[-1]
+    block = n & -n
+    y = x.reshape(-1, n // block, block)  # (rows, n / b, b)
+    h = 1
+    while h < block:
+        y = y.reshape(y.shape[0], n // block, block // (2 * h), 2, h)  # (rows, n / b, b / 2h, 2, h)
+        y = torch.stack([y[..., 0, :] + y[..., 1, :], y[..., 0, :] - y[..., 1, :]], dim=-2)
+        h *= 2
+    return (y.reshape(x.shape) / math.sqrt(block)).to(x.dtype)  # (..., n)
+
+
+class OnlineHadamard(nn.Module):
+    """x -> linear(x H): R4, the Hadamard of the input applied at run time (no stored matrix, no extra bytes).
+
+    Shapes: x (..., in) -> (..., out). `linear` stays an nn.Linear, so quantize_model can replace it.
+    """
+
+    def __init__(self, linear: nn.Module):
+        super().__init__()
+        self.linear = linear
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(hadamard_transform(x))
+
+
+@dataclass(frozen=True)
+class DecoderLayout:
+    """Where the rotated modules of a pre-norm decoder live (names relative to the model / to one block)."""
+
+    layers: str = "model.layers"
+    embeddings: tuple[str, ...] = ("model.embed_tokens",)
+    final_norm: str = "model.norm"
+    head: str = "lm_head"
+    norm_fuses: tuple[tuple[str, tuple[str, ...]], ...] = (
+        ("input_layernorm", ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")),
+        ("post_attention_layernorm", ("mlp.gate_proj", "mlp.up_proj")))
+    outputs: tuple[str, ...] = ("self_attn.o_proj", "mlp.down_proj")
+    online: str = "mlp.down_proj"
+
+
+LLAMA = DecoderLayout()
+
+
+def _set(module: nn.Module, name: str, W: torch.Tensor) -> None:
+    """module.<name> <- W (computed in float64), cast to the parameter's dtype, in place."""
+    param = getattr(module, name)
+    param.data = W.to(param.dtype).contiguous()
+
+
+def _fold_norm(norm: nn.Module, linears: list[nn.Module]) -> None:
+    """W <- W diag(g) for each linear reading the norm; g <- 1."""
+    g = norm.weight.detach().double()
+    for linear in linears:
+        _set(linear, "weight", linear.weight.detach().double() * g)
+    norm.weight.data.fill_(1.0)
+
+
+@torch.no_grad()
+def rotate_model(model: nn.Module, layout: DecoderLayout = LLAMA, random_signs: bool = True, seed: int = 0,
+                 online_hadamard: bool = True) -> nn.Module:
+    """Fold the RMSNorm gains and rotate the residual stream by Q = hadamard(hidden, random_signs, seed), in place.
+
+    With online_hadamard, each down_proj becomes OnlineHadamard(down_proj) with W_down <- W_down H. The model's
+    outputs are unchanged up to float rounding (see the module docstring for every step). Returns the model.
+    A tied head comes back untied: quantize_model then quantizes it too unless exclude=["lm_head"] (a tied
+    head is skipped), so compare rotated and plain models with the head excluded.
+
+    Shapes: hidden states (..., d) -> (..., d) Q; weights keep their shapes.
+    """
+    check_module(model)
+    if not isinstance(layout, DecoderLayout):
+        raise TypeError(f"layout must be a DecoderLayout (qlearn.methods.rotation.LLAMA fits Llama-style models), "
+                        f"got {type(layout).__name__}")
+    check_bool(online_hadamard, "online_hadamard")
+    try:
+        blocks = list(model.get_submodule(layout.layers))
+        embeddings = [model.get_submodule(name) for name in layout.embeddings]
+        final_norm, head = model.get_submodule(layout.final_norm), model.get_submodule(layout.head)
+        for block in blocks:
+            for name in [n for _, names in layout.norm_fuses for n in names] + list(layout.outputs):
+                block.get_submodule(name)
+    except AttributeError as err:
+        raise ValueError(f"the model does not match the layout {layout}: {err}") from err
+    if any(type(block.get_submodule(layout.online)) is OnlineHadamard for block in blocks):
+        raise ValueError("this model is already rotated (it has OnlineHadamard layers); rotate the original")
+    if any(head.weight is e.weight for e in embeddings):  # untie: the head gets the final gain, the embedding not
+        head.weight = nn.Parameter(head.weight.detach().clone())
+        if getattr(getattr(model, "config", None), "tie_word_embeddings", False):
+            model.config.tie_word_embeddings = False
+    d = head.weight.shape[1]
+    Q = hadamard(d, random_signs, seed).to(head.weight.device)  # (d, d)
+    for e in embeddings:
+        _set(e, "weight", e.weight.detach().double() @ Q)  # (vocab, d) rows rotated
+    for block in blocks:
+        for norm_name, names in layout.norm_fuses:
+            _fold_norm(block.get_submodule(norm_name), [block.get_submodule(n) for n in names])
+        for _, names in layout.norm_fuses:
+            for name in names:
+                linear = block.get_submodule(name)
+                _set(linear, "weight", linear.weight.detach().double() @ Q)  # (out, d) reads x Q
+        for name in layout.outputs:
+            linear = block.get_submodule(name)
+            _set(linear, "weight", Q.T @ linear.weight.detach().double())  # (d, in) writes y Q
+            if linear.bias is not None:
+                _set(linear, "bias", linear.bias.detach().double() @ Q)
+        if online_hadamard:
+            down = block.get_submodule(layout.online)
+            H = hadamard(down.in_features).to(down.weight.device)  # (in, in)
+            _set(down, "weight", down.weight.detach().double() @ H)
+            parent, _, child = layout.online.rpartition(".")
+            setattr(block.get_submodule(parent), child, OnlineHadamard(down))
+    _fold_norm(final_norm, [head])
+    _set(head, "weight", head.weight.detach().double() @ Q)
+    return model
