@@ -23,6 +23,9 @@ them up in one loop:
     ggml_quants GGUF's block formats (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q6_K), llama.cpp's k-quant search and
                 importance matrix (notebook 14)
     gguf_export write a Llama model (float, or a quantize_model grid) as a GGUF file
+    fp8         the OCP FP8 formats (E4M3, E5M2) with per-tensor, per-row or 128x128-block float32 scales  "fp8"
+    mx          the OCP Microscaling formats (MXFP8, MXFP6, MXFP4) and NVIDIA's NVFP4, emulated  "mx" (notebook 11)
+    rotation    Walsh-Hadamard rotations of the residual stream (QuaRot), `rotate_model`
     kv_cache    KIVI's quantized KV cache on transformers' Cache API: int8/4/2 and FP8 keys and values (notebook 12)
     finetune_memory  the bytes of full, LoRA and QLoRA fine-tuning
 
@@ -34,8 +37,8 @@ This layer sits on top: it may import core, inference, training and data, never 
 widgets, exercises).
 """
 
-from . import (awq, finetune_memory, folding, ggml_quants, gguf_export, gptq, hqq, kv_cache, llm_int8, lora, nf4, rtn,
-               smoothquant, sparsegpt, w8a8_sim, wanda, weight)
+from . import (awq, finetune_memory, folding, fp8, ggml_quants, gguf_export, gptq, hqq, kv_cache, llm_int8, lora, mx, nf4,
+               rotation, rtn, smoothquant, sparsegpt, w8a8_sim, wanda, weight)
 
-__all__ = ["awq", "finetune_memory", "folding", "ggml_quants", "gguf_export", "gptq", "hqq", "kv_cache", "llm_int8",
-           "lora", "nf4", "rtn", "smoothquant", "sparsegpt", "w8a8_sim", "wanda", "weight"]
+__all__ = ["awq", "finetune_memory", "folding", "fp8", "ggml_quants", "gguf_export", "gptq", "hqq", "kv_cache",
+           "llm_int8", "lora", "mx", "nf4", "rotation", "rtn", "smoothquant", "sparsegpt", "w8a8_sim", "wanda", "weight"]

@@ -35,10 +35,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.granularity import PerChannel, PerTensor
-from ..core.validation import check_choice, check_positive_int, check_weight
+from ..core.validation import check_choice, check_inputs, check_positive_int, check_weight
 from ..inference import serialize
 from ..inference.registry import QuantMethod, register_method
-from ._checks import check_inputs
 from .weight import QuantizedWeight
 
 __all__ = ["E4M3", "E5M2", "FORMATS", "FP8Linear", "FP8Weight", "FloatFormat", "GRANULARITIES", "check_float_dtype",

@@ -54,11 +54,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.granularity import PerChannel, PerTensor
-from ..core.validation import check_choice, check_positive_int, check_weight
+from ..core.validation import check_choice, check_inputs, check_positive_int, check_weight
 from ..inference import serialize
 from ..inference.registry import QuantMethod, register_method
 from . import fp8
-from ._checks import check_inputs
 from .fp8 import E4M3, E5M2, FloatFormat, check_float_dtype, decode, encode, fill_layer
 from .weight import QuantizedWeight
 
