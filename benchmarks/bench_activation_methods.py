@@ -25,16 +25,16 @@ import re
 import torch
 
 from qlearn import PerTensor, QuantLinear, quantize_model
-from qlearn.data.llm import course_text
-from qlearn.data.sentences import CALIBRATION
-from qlearn.training.calibrate import calibrate_activations
 from qlearn.core.granularity import PerChannel
+from qlearn.core.primitives import fake_quantize
+from qlearn.data.llm import course_text
+from qlearn.data.models import SENTENCES, embed, load_model
+from qlearn.data.sentences import CALIBRATION
 from qlearn.methods.llm_int8 import Int8Weight, int8_mixed_matmul, int_matmul
 from qlearn.methods.smoothquant import default_pairs, input_absmax, smooth_model, smoothing_factors
 from qlearn.methods.w8a8_sim import simulate_w8a8
-from qlearn.data.models import SENTENCES, embed, load_model
-from qlearn.core.primitives import fake_quantize
 from qlearn.teaching.timing import median_ms
+from qlearn.training.calibrate import calibrate_activations
 
 EVAL = (  # evaluation sentences; calibration uses qlearn.data.models.SENTENCES, a different set
     "The train to Berlin leaves at seven in the morning.",

@@ -13,9 +13,9 @@ import copy
 import torch
 
 import qlearn
-from qlearn.data import digits
 from qlearn.compression.prune import prune_model, remove_masks
 from qlearn.compression.structured import prune_units
+from qlearn.data import digits
 from qlearn.teaching.timing import median_ms
 
 

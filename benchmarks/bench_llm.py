@@ -27,8 +27,8 @@ import warnings
 import torch
 
 from qlearn import PerChannel, PerGroup, model_size_bytes, quantize_model
-from qlearn.data import llm
 from qlearn.core import metrics
+from qlearn.data import llm
 
 PROMPT = "Explain in two sentences why the sky is blue."
 PPL_CONFIGS = [("RTN w8 g64", 8, 64), ("RTN w4 g32", 4, 32), ("RTN w4 g64", 4, 64), ("RTN w3 g64", 3, 64),

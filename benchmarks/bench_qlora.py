@@ -27,11 +27,16 @@ import time
 
 import torch
 
+from qlearn import PerGroup, quantize_model
 from qlearn.core.metrics import perplexity
 from qlearn.data.llm import course_text, load_llm
-from qlearn.methods.finetune_memory import (RECIPES, decoder_linear_shapes, finetune_bytes, lora_params,
-                                            nf4_bits_per_weight)
-from qlearn import PerGroup, quantize_model
+from qlearn.methods.finetune_memory import (
+    RECIPES,
+    decoder_linear_shapes,
+    finetune_bytes,
+    lora_params,
+    nf4_bits_per_weight,
+)
 from qlearn.methods.lora import add_lora, count_params, train_lora
 
 SHAPES_7B = decoder_linear_shapes(4096, 11008, 32)

@@ -17,8 +17,8 @@ import copy
 import time
 
 import torch
-
 from bench_weight_methods import CALIBRATION, COSINE_TARGETS, MINILM_CONFIGS, verdict
+
 from qlearn import PerGroup, quantize_model
 from qlearn.data import models
 

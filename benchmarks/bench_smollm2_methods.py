@@ -26,11 +26,11 @@ import time
 
 import torch
 
+import qlearn.methods  # noqa: F401  registers gptq, awq, hqq, nf4
 from qlearn.core.granularity import PerGroup
 from qlearn.core.metrics import perplexity
 from qlearn.data.llm import course_text, load_llm
 from qlearn.inference.quantize_model import quantize_model
-import qlearn.methods  # noqa: F401  registers gptq, awq, hqq, nf4
 
 GROUPS = {4: 64, 3: 64, 2: 32}
 METHODS = ("rtn", "nf4", "hqq", "gptq", "gptq-mse", "awq")

@@ -14,9 +14,9 @@ from __future__ import annotations
 import pathlib
 import re
 import sys
-import tomllib
 
 import nbformat
+import tomllib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BADGE_TAG, SETUP_TAG = "qlearn-colab-badge", "qlearn-colab-setup"

@@ -7,8 +7,8 @@ from torch import nn
 from qlearn import PerChannel
 from qlearn.data import digits
 from qlearn.inference import kernels, serialize
-from qlearn.training import lsq, observers
 from qlearn.plots.qat import accuracy_vs_bits_plot
+from qlearn.training import lsq, observers
 
 CASES = [
     ("digits.accuracy", lambda: digits.accuracy("model", "data")),

@@ -1,8 +1,8 @@
 """The project's own files agree: environment.yml installs what pyproject.toml declares."""
 
 import pathlib
-import tomllib
 
+import tomllib
 import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

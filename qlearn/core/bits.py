@@ -26,8 +26,8 @@ import math
 
 import torch
 
-from .validation import check_bits, check_bool
 from .granularity import Granularity, PerTensor, check_granularity
+from .validation import check_bits, check_bool
 
 __all__ = ["PAPERS_FP16", "SCALE_BITS", "ZERO_POINT_BITS", "effective_bits", "metadata_bits", "storage_bytes"]
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .validation import check_bits, check_bool, check_float_dtype, check_float_tensor
 from .granularity import Granularity, PerTensor, check_granularity
+from .validation import check_bits, check_bool, check_float_dtype, check_float_tensor
 
 __all__ = ["CODE_DTYPE", "QParams", "cast_finite", "choose_qparams", "dequantize", "fake_quantize", "minmax_params",
            "qrange", "quantize"]

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import torch
 
-from ..core.validation import check_bits
 from ..core.primitives import CODE_DTYPE, qrange
+from ..core.validation import check_bits
 
 __all__ = ["container_bits", "pack", "packed_length", "unpack"]
 

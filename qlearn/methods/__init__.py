@@ -37,8 +37,28 @@ This layer sits on top: it may import core, inference, training and data, never 
 widgets, exercises).
 """
 
-from . import (awq, finetune_memory, folding, fp8, ggml_quants, gguf_export, gptq, hqq, kv_cache, llm_int8, lora, mx, nf4,
-               rotation, rtn, smoothquant, sparsegpt, w8a8_sim, wanda, weight)
+from . import (
+               awq,
+               finetune_memory,
+               folding,
+               fp8,
+               ggml_quants,
+               gguf_export,
+               gptq,
+               hqq,
+               kv_cache,
+               llm_int8,
+               lora,
+               mx,
+               nf4,
+               rotation,
+               rtn,
+               smoothquant,
+               sparsegpt,
+               w8a8_sim,
+               wanda,
+               weight,
+)
 
 __all__ = ["awq", "finetune_memory", "folding", "fp8", "ggml_quants", "gguf_export", "gptq", "hqq", "kv_cache",
            "llm_int8", "lora", "mx", "nf4", "rotation", "rtn", "smoothquant", "sparsegpt", "w8a8_sim", "wanda", "weight"]

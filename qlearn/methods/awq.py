@@ -35,8 +35,17 @@ from torch import nn
 
 from ..core.granularity import PerChannel, PerGroup
 from ..core.primitives import cast_finite, minmax_params, qrange
-from ..core.validation import (check_bits, check_bool, check_group_size, check_inputs, check_module, check_names,
-                               check_positive_int, check_same_shape, check_weight)
+from ..core.validation import (
+    check_bits,
+    check_bool,
+    check_group_size,
+    check_inputs,
+    check_module,
+    check_names,
+    check_positive_int,
+    check_same_shape,
+    check_weight,
+)
 from ..inference import serialize
 from ..inference.block_inputs import calibration_blocks
 from ..inference.capture import check_batches, run_batch

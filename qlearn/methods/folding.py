@@ -29,8 +29,14 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..core.validation import (check_bool, check_float_dtype, check_float_tensor, check_module, check_names,
-                               check_same_shape)
+from ..core.validation import (
+    check_bool,
+    check_float_dtype,
+    check_float_tensor,
+    check_module,
+    check_names,
+    check_same_shape,
+)
 
 __all__ = ["FOLD_RTOL", "LINEAR_FOLDS", "NORM_FOLLOWERS", "FoldState", "check_pairs", "check_unchanged",
            "default_pairs", "find_pairs", "fold", "model_output"]

@@ -48,8 +48,17 @@ from tqdm.auto import tqdm
 
 from ..core.granularity import PerChannel, PerGroup
 from ..core.primitives import QParams, choose_qparams, minmax_params, qrange, quantize
-from ..core.validation import (check_bits, check_bool, check_choice, check_float_tensor, check_group_size,
-                               check_inputs, check_number, check_positive_int, check_weight)
+from ..core.validation import (
+    check_bits,
+    check_bool,
+    check_choice,
+    check_float_tensor,
+    check_group_size,
+    check_inputs,
+    check_number,
+    check_positive_int,
+    check_weight,
+)
 from ..inference.linear import QuantLinear
 from ..inference.registry import QuantMethod, get_method, register_method
 from .weight import UniformWeight, granularity_for, group_size_of, uniform_layer

@@ -30,8 +30,16 @@ import torch
 
 from ..core.granularity import PerChannel, PerGroup
 from ..core.primitives import cast_finite, qrange
-from ..core.validation import (check_bits, check_bool, check_float_tensor, check_group_size, check_inputs,
-                               check_number, check_positive_int, check_weight)
+from ..core.validation import (
+    check_bits,
+    check_bool,
+    check_float_tensor,
+    check_group_size,
+    check_inputs,
+    check_number,
+    check_positive_int,
+    check_weight,
+)
 from ..inference import packing, serialize
 from ..inference.linear import QuantLinear
 from ..inference.registry import QuantMethod, get_method, register_method

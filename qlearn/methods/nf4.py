@@ -23,9 +23,8 @@ granularity=PerGroup(64), double_quant=True)` replaces a model's Linears by NF4L
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -33,8 +32,15 @@ from torch import nn
 
 from ..core.granularity import PerGroup
 from ..core.primitives import cast_finite
-from ..core.validation import (check_bool, check_float_tensor, check_group_size, check_inputs, check_number,
-                               check_positive_int, check_weight)
+from ..core.validation import (
+    check_bool,
+    check_float_tensor,
+    check_group_size,
+    check_inputs,
+    check_number,
+    check_positive_int,
+    check_weight,
+)
 from ..inference import packing, serialize
 from ..inference.registry import QuantMethod, get_method, register_method
 from .weight import QuantizedWeight

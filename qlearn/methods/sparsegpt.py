@@ -49,8 +49,16 @@ from tqdm.auto import tqdm
 from ..compression.prune import check_pattern, nm_mask, row_mask
 from ..core.granularity import PerChannel
 from ..core.primitives import choose_qparams, fake_quantize
-from ..core.validation import (check_bits, check_bool, check_choice, check_group_size, check_inputs, check_number,
-                               check_positive_int, check_weight)
+from ..core.validation import (
+    check_bits,
+    check_bool,
+    check_choice,
+    check_group_size,
+    check_inputs,
+    check_number,
+    check_positive_int,
+    check_weight,
+)
 from .gptq import hessian, inverse_hessian_factor
 
 __all__ = ["MASKS", "prune_weight"]

@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..core.granularity import PerChannel, PerTensor, PerToken
+from ..core.primitives import QParams, fake_quantize
 from ..core.validation import check_bits
 from ..training.calibrate import calibrate
-from ..core.granularity import PerChannel, PerTensor, PerToken
 from ..training.observers import MinMaxObserver, Observer, qparams_from_range
-from ..core.primitives import QParams, fake_quantize
 from .llm_int8 import check_threshold, outlier_columns
 
 __all__ = ["ACTIVATIONS", "Simulation", "simulate_w8a8"]

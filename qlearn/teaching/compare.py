@@ -21,10 +21,10 @@ from dataclasses import dataclass
 import torch
 
 from ..core import metrics
+from ..core.granularity import Granularity, PerChannel, PerGroup, PerTensor, PerToken, check_granularity
+from ..core.primitives import choose_qparams, dequantize, qrange, quantize
 from ..core.quiet import silence_torchao_import_noise
 from ..core.validation import check_bits, check_bool, check_float_tensor
-from ..core.granularity import Granularity, PerChannel, PerGroup, PerTensor, PerToken, check_granularity
-from ..core.primitives import choose_qparams, dequantize, quantize, qrange
 
 __all__ = ["Comparison", "ComparisonTable", "compare_with_quanto", "compare_with_torchao", "comparison_table",
            "torchao_granularity"]
@@ -105,8 +105,12 @@ def compare_with_torchao(x: torch.Tensor, bits: int = 8, symmetric: bool = False
     Shapes: x (...); scales are compared block by block in the same order.
     """
     silence_torchao_import_noise()
-    from torchao.quantization.quant_primitives import (MappingType, choose_qparams_affine,
-                                                        dequantize_affine, quantize_affine)
+    from torchao.quantization.quant_primitives import (
+        MappingType,
+        choose_qparams_affine,
+        dequantize_affine,
+        quantize_affine,
+    )
     from torchao.quantization.utils import get_block_size
 
     check_float_tensor(x)

@@ -8,10 +8,10 @@
 from __future__ import annotations
 
 from ..core import metrics
-from ..core.validation import check_bits, check_bool, check_float_tensor
 from ..core.bits import SCALE_BITS, ZERO_POINT_BITS, effective_bits
 from ..core.granularity import Granularity, PerChannel, PerGroup, PerTensor, check_granularity
 from ..core.primitives import choose_qparams, dequantize, quantize
+from ..core.validation import check_bits, check_bool, check_float_tensor
 
 __all__ = ["pareto_sweep", "roundtrip", "sqnr_sweep"]
 

@@ -22,9 +22,9 @@ import math
 
 import torch
 
-from ..core.validation import check_bits, check_float_dtype, check_float_tensor
 from ..core.granularity import Granularity
 from ..core.primitives import QParams, fake_quantize, qrange
+from ..core.validation import check_bits, check_float_dtype, check_float_tensor
 
 __all__ = ["lsq_fake_quantize", "lsq_init_scale", "lsq_qparams"]
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import torch
 
-from ..core.validation import check_bits, check_bool, check_float_tensor
 from ..core.granularity import Granularity, PerTensor, PerToken, check_granularity
 from ..core.primitives import QParams, choose_qparams, fake_quantize
+from ..core.validation import check_bits, check_bool, check_float_tensor
 
 __all__ = ["OBSERVERS", "MSEObserver", "MinMaxObserver", "MovingAverageMinMaxObserver", "Observer",
            "PercentileObserver", "block_rows", "make_observer", "qparams_from_range"]

@@ -19,12 +19,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..core.modules import replace_module
-from ..core.validation import check_bits, check_bool, check_positive_int
 from ..core.granularity import Granularity, PerChannel, check_granularity
+from ..core.modules import replace_module
+from ..core.primitives import QParams, fake_quantize, qrange
+from ..core.validation import check_bits, check_bool, check_positive_int
 from .lsq import lsq_fake_quantize, lsq_init_scale, lsq_qparams
 from .observers import OBSERVERS, make_observer
-from ..core.primitives import QParams, fake_quantize, qrange
 
 __all__ = ["QATLinear", "convert", "prepare_qat", "qat_layers", "recalibrate"]
 

@@ -8,10 +8,10 @@ import ipywidgets as w
 import torch
 from torch import nn
 
+from ..compression.prune import prunable_layers, prune_model, remove_masks
 from ..core.validation import check_float_tensor
 from ..data.digits import Digits, accuracy
 from ..plots.compression import soft_targets, weight_histogram
-from ..compression.prune import prunable_layers, prune_model, remove_masks
 from ._base import Explorer
 
 __all__ = ["TEMPERATURES", "pruned_accuracy", "sparsity_explorer", "temperature_explorer"]

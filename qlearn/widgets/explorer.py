@@ -9,11 +9,11 @@ from __future__ import annotations
 import ipywidgets as w
 import torch
 
-from ..core.validation import check_bits, check_bool, check_float_tensor
 from ..core.granularity import PerChannel, PerGroup, PerTensor
+from ..core.validation import check_bits, check_bool, check_float_tensor
+from ..data.tensors import is_ready, sample_tensor
 from ..plots import error_histogram
 from ..teaching.sweep import roundtrip
-from ..data.tensors import is_ready, sample_tensor
 from ._base import Explorer
 
 __all__ = ["ACTIVATIONS", "CUSTOM", "GRANULARITIES", "GROUP_SIZES", "LOADING", "SOURCES", "make_granularity",

@@ -6,8 +6,8 @@ import ipywidgets as w
 import torch
 
 from ..core.validation import check_float_tensor
-from ..training.observers import OBSERVERS
 from ..plots.qat import observer_ranges, observer_ranges_plot
+from ..training.observers import OBSERVERS
 from ._base import Explorer
 
 __all__ = ["observer_explorer"]

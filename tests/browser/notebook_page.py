@@ -37,9 +37,9 @@ class Frontend:
 _LAB_PANEL = "window.jupyterapp.shell.currentWidget"
 LAB = Frontend(
     name="jupyterlab",
-    ready=f"""(path) => {{ const app = window.jupyterapp; const p = app && app.shell.currentWidget;
+    ready="""(path) => { const app = window.jupyterapp; const p = app && app.shell.currentWidget;
         return !!(p && p.context && p.context.path === path && p.sessionContext && p.sessionContext.session
-                  && p.sessionContext.session.kernel); }}""",
+                  && p.sessionContext.session.kernel); }""",
     panel_selector=f"() => '#' + {_LAB_PANEL}.id",
     status=f"() => {_LAB_PANEL}.sessionContext.session.kernel.status",
     # window.__qlearnRunAll stays 'running' until JupyterLab's command settles.

@@ -8,6 +8,7 @@ where Colab differs. Usage: python tests/colab/constraints.py > constraints.txt
 import pathlib
 import re
 import sys
+
 import tomllib
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]

@@ -9,10 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.nn import functional as F
 
+from qlearn.compression.distill import distill, distillation_loss, soft_target_loss
 from qlearn.data import digits
 from tests.conftest import DEVICES
-from qlearn.compression.distill import distill, distillation_loss, soft_target_loss
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -15,12 +15,19 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from qlearn.data import digits
-from tests.conftest import DEVICES
-from qlearn.compression.prune import (global_magnitude_masks, magnitude_mask, magnitude_prune, prunable_layers, prune_model,
-                          remove_masks, weight_sparsity)
+from qlearn.compression.prune import (
+    global_magnitude_masks,
+    magnitude_mask,
+    magnitude_prune,
+    prunable_layers,
+    prune_model,
+    remove_masks,
+    weight_sparsity,
+)
 from qlearn.compression.schedules import gradual_prune, sensitivity_scan, sparsity_schedule
 from qlearn.compression.structured import prune_units, unit_scores, units_to_keep
+from qlearn.data import digits
+from tests.conftest import DEVICES
 
 MLP_PAIRS = [("0", "2"), ("2", "4")]
 CNN_PAIRS = [("1", "3"), ("3", "7")]  # Conv -> Conv, then Conv -> MaxPool -> Flatten -> Linear
@@ -267,8 +274,8 @@ def test_global_masks_need_one_device():
 # ---------- notebook 07 helpers: plot, widget, exercise checks ----------
 
 def test_weight_histogram_and_sparsity_explorer(data, trained_mlp):
-    from qlearn.plots.compression import weight_histogram
     from qlearn.compression.prune import magnitude_mask
+    from qlearn.plots.compression import weight_histogram
     from qlearn.widgets.compression import pruned_accuracy, sparsity_explorer
 
     W = trained_mlp[2].weight

@@ -10,8 +10,8 @@ import math
 import pytest
 import torch
 
-from qlearn.data import llm
 from qlearn.core import metrics
+from qlearn.data import llm
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from qlearn import PerChannel, PerGroup, QuantLinear, load_quantized, save_quantized
+from qlearn import PerChannel, PerGroup, load_quantized, save_quantized
 from qlearn.inference import kernels
 
 ALIGN = 64  # bytes, the widest vector load of the CPU kernels (AVX-512)

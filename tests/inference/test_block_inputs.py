@@ -61,9 +61,9 @@ def test_no_chain_where_blocks_are_not_consecutive_list_children():
 
 
 def test_sequential_gptq_through_the_chain_beats_rtn():
+    import qlearn.methods  # noqa: F401
     from qlearn import quantize_model
     from qlearn.core.granularity import PerGroup
-    import qlearn.methods  # noqa: F401
 
     torch.manual_seed(2)
     data = [{"input_ids": torch.randint(0, 64, (4, 32))} for _ in range(4)]

@@ -5,8 +5,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qlearn.inference import packing
 from qlearn.core.primitives import qrange
+from qlearn.inference import packing
 
 
 @settings(max_examples=60, deadline=None)

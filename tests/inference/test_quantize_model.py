@@ -4,8 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from qlearn import PerChannel, PerGroup, QuantLinear, QuantMethod, model_size_bytes, register_method
-from qlearn import quantize_model
+from qlearn import PerChannel, PerGroup, QuantLinear, QuantMethod, model_size_bytes, quantize_model, register_method
 from qlearn.core.primitives import choose_qparams
 
 

@@ -5,8 +5,7 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
-from qlearn import PerGroup, QuantLinear, load_quantized, save_quantized
-from qlearn import quantize_model
+from qlearn import PerGroup, QuantLinear, load_quantized, quantize_model, save_quantized
 
 
 def _model(seed=0, hidden=64):

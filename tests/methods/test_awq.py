@@ -2,14 +2,13 @@
 
 import pytest
 import torch
+from torch import nn
 
-from qlearn.methods import awq, rtn
+from qlearn import PerGroup, QuantLinear, quantize_model
+from qlearn.methods import awq, folding, rtn
+from qlearn.methods.awq import AWQLinear
 
 from .toys import output_error
-from torch import nn
-from qlearn import PerGroup, QuantLinear, quantize_model
-from qlearn.methods import folding
-from qlearn.methods.awq import AWQLinear
 
 
 def outlier_toy(out=64, inp=512, tokens=1536, n_salient=5, factor=50.0, seed=0):

@@ -3,11 +3,11 @@
 import pytest
 import torch
 
+from qlearn.core.granularity import PerChannel
+from qlearn.core.primitives import QParams, choose_qparams, dequantize, quantize
 from qlearn.methods import gptq, rtn
 
 from .toys import ar1_inputs, orthogonal_inputs, output_error
-from qlearn.core.granularity import PerChannel
-from qlearn.core.primitives import QParams, choose_qparams, dequantize, quantize
 
 GRIDS = [(4, 32, False), (3, None, False), (2, 16, True), (8, 64, False)]
 GRID_IDS = [f"{b}bit-g{g}-{'sym' if s else 'asym'}" for b, g, s in GRIDS]
@@ -127,7 +127,6 @@ def test_correlated_inputs_have_unit_variance_and_ar1_correlation():
 
 shrink_params = gptq.shrink_params
 
-from .toys import ar1_inputs, orthogonal_inputs, output_error
 
 
 def heavy_rows(rows=32, cols=64, seed=0):

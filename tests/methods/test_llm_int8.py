@@ -4,9 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from qlearn.methods.llm_int8 import Int8Weight, int8_mixed_matmul, int_matmul, outlier_columns
 from qlearn import quantize_model
-from qlearn.methods.llm_int8 import Int8MixedLinear
+from qlearn.methods.llm_int8 import Int8MixedLinear, Int8Weight, int8_mixed_matmul, int_matmul, outlier_columns
 
 OUTLIER_COLS = [3, 17, 40]
 

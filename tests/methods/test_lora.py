@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
+from qlearn import PerGroup, quantize_model
 from qlearn.inference.linear import QuantLinear
 from qlearn.methods.lora import LoRALinear, add_lora, count_params, lora_parameters, merge_lora
-from qlearn import PerGroup, quantize_model
 from qlearn.methods.nf4 import NF4Linear
 
 TARGETS = ("q_proj", "v_proj", "down_proj")

@@ -11,8 +11,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torchao.prototype.mx_formats import constants as ao  # noqa: E402
-from torchao.prototype.mx_formats.kernels import (f4_unpacked_to_f32, f6_e2m3_unpacked_to_f32,  # noqa: E402
-                                                  f6_e3m2_unpacked_to_f32)
+from torchao.prototype.mx_formats.kernels import f4_unpacked_to_f32, f6_e2m3_unpacked_to_f32, f6_e3m2_unpacked_to_f32  # noqa: E402
 from torchao.prototype.mx_formats.mx_tensor import MXTensor  # noqa: E402
 from torchao.prototype.mx_formats.nvfp4_tensor import NVFP4Tensor, per_tensor_amax_to_scale  # noqa: E402
 

@@ -4,12 +4,11 @@ import math
 
 import pytest
 import torch
-
-from qlearn.methods import nf4, rtn
 import torch.nn.functional as F
 from torch import nn
+
 from qlearn import model_size_bytes
-from qlearn.methods import nf4
+from qlearn.methods import nf4, rtn
 from qlearn.methods.nf4 import NF4Linear
 
 bnb_functional = pytest.importorskip("bitsandbytes.functional")

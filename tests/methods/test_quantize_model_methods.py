@@ -6,7 +6,15 @@ import pytest
 import torch
 from torch import nn
 
-from qlearn import PerChannel, PerGroup, load_quantized, model_size_bytes, quantize_model, register_method, save_quantized
+from qlearn import (
+    PerChannel,
+    PerGroup,
+    load_quantized,
+    model_size_bytes,
+    quantize_model,
+    register_method,
+    save_quantized,
+)
 from qlearn.inference.linear import QuantLinear
 from qlearn.inference.registry import get_method
 from qlearn.methods import gptq, hqq, llm_int8

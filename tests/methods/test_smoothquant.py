@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from qlearn.core.granularity import PerChannel
-from qlearn.methods.smoothquant import default_pairs, input_absmax, smooth_model, smoothing_factors
 from qlearn.core.primitives import fake_quantize
+from qlearn.methods.smoothquant import default_pairs, input_absmax, smooth_model, smoothing_factors
 
 
 def outlier_input(tokens=64, d_in=32, d_out=16):

@@ -9,10 +9,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from qlearn.core.granularity import PerChannel, PerToken
+from qlearn.core.primitives import choose_qparams, fake_quantize
 from qlearn.methods.llm_int8 import Int8MixedLinear
 from qlearn.methods.smoothquant import smooth_model
 from qlearn.methods.w8a8_sim import simulate_w8a8
-from qlearn.core.primitives import choose_qparams, fake_quantize
 
 
 def toy():

@@ -3,11 +3,10 @@ and differences of exactly the expected size where they do not. These are oracle
 if qlearn (or a library upgrade) changes a convention."""
 
 import pytest
-import torch
 
 from qlearn import PerChannel, PerGroup, PerTensor, PerToken, choose_qparams, qrange
-from qlearn.teaching.compare import comparison_table, compare_with_quanto, compare_with_torchao, torchao_granularity
 from qlearn.data.tensors import sample_tensor
+from qlearn.teaching.compare import compare_with_quanto, compare_with_torchao, comparison_table, torchao_granularity
 
 GRANS = [PerTensor(), PerChannel(0), PerChannel(1), PerGroup(32), PerGroup(128), PerToken()]
 GRAN_IDS = ["tensor", "channel0", "channel1", "group32", "group128", "token"]

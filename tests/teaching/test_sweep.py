@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from qlearn import PerChannel, PerGroup, PerTensor, choose_qparams, dequantize, quantize
+from qlearn import PerGroup, choose_qparams, dequantize, quantize
 from qlearn.core import metrics
-from qlearn.teaching.sweep import pareto_sweep, roundtrip, sqnr_sweep
 from qlearn.data.tensors import SAMPLE_TENSORS, rows_with_ranges, sample_tensor
+from qlearn.teaching.sweep import pareto_sweep, roundtrip, sqnr_sweep
 
 
 def test_roundtrip_equals_the_primitives():

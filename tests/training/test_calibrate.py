@@ -9,7 +9,6 @@ from qlearn.data import digits
 from qlearn.training.calibrate import calibrate
 from qlearn.training.observers import MinMaxObserver, PercentileObserver
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

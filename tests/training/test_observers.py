@@ -9,9 +9,14 @@ from torch.ao.quantization import observer as torch_obs
 
 from qlearn import PerChannel, PerGroup, PerTensor, PerToken, choose_qparams, fake_quantize
 from qlearn.core import metrics
-from qlearn.training.observers import (MinMaxObserver, MovingAverageMinMaxObserver, MSEObserver, PercentileObserver,
-                              make_observer, qparams_from_range)
-
+from qlearn.training.observers import (
+    MinMaxObserver,
+    MovingAverageMinMaxObserver,
+    MSEObserver,
+    PercentileObserver,
+    make_observer,
+    qparams_from_range,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -13,7 +13,6 @@ from qlearn.data import digits
 from qlearn.training.observers import make_observer
 from qlearn.training.qat import QATLinear, convert, prepare_qat, qat_layers, recalibrate
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

@@ -11,8 +11,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from qlearn.teaching.sweep import roundtrip  # noqa: E402
 from qlearn.data.tensors import sample_tensor  # noqa: E402
+from qlearn.teaching.sweep import roundtrip  # noqa: E402
 from qlearn.widgets import quantization_explorer  # noqa: E402
 from qlearn.widgets.explorer import ACTIVATIONS, GROUP_SIZES, LOADING, SOURCES, make_granularity  # noqa: E402
 
