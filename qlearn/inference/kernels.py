@@ -15,7 +15,7 @@ a Linear layer is limited by memory bandwidth, so fewer bytes read means less ti
     int8_cpu   bits 5..8, PerChannel(0), symmetric, float activations, CPU
                torch.ops.aten._weight_int8pack_mm (computes in bfloat16)
     w8a8       activations=2..8 (8 is W8A8), bits 5..8, PerChannel(0), symmetric:
-               X_q = per-token codes, or codes of the static per-tensor scale (`layer.input_qparams`),
+               X_q = per-token codes, or codes of the static per-tensor scale (as `layer.input_qparams`),
                Y = (X_q @ W_q^T) * s_x * s_w^T + b
                integer matmul by torch._int_mm on CUDA and on CPUs with VNNI where a one-time probe
                shows it is exact (`int_mm_is_exact`); on other x86 CPUs by fbgemm's int8 GEMM (see
@@ -49,7 +49,8 @@ from typing import Callable, NamedTuple
 import torch
 
 from ..core.granularity import PerChannel, PerGroup
-from ..core.primitives import quantize
+from ..core.primitives import minmax_params, qrange
+from ..core.validation import check_float_tensor
 
 __all__ = ["ALIGNMENT", "FAST_PATHS", "INT4_GROUP_SIZES", "LAYER_ATTRIBUTES", "REFERENCE", "Plan", "aligned", "choose",
            "int_mm_is_exact", "is_aligned", "select", "select_name"]
@@ -246,24 +247,37 @@ def _w8a8_fbgemm(layer, X_q, act_bits: int = 8):
     return Y[:tokens] - Y[tokens:]  # (tokens, out)
 
 
-def _activation_codes(layer, x):
-    """The input's codes X_q (tokens, in) of `activations` bits and their QParams (scale (tokens, 1) or (1, 1))."""
-    x2 = layer.activation_input(x.reshape(-1, layer.in_features).float())  # (tokens, in)
-    qp = layer.input_qparams(x2)  # scale (tokens, 1) per token, or (1, 1) static per tensor
-    return quantize(x2, qp), qp  # (tokens, in) int8
+def _activation_codes(layer, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The input's codes and scale, as `quantize(x2, layer.input_qparams(x2))` gives them, bit for bit.
+
+        s_x = max_j |x_tj| / qmax  per token t  (or the calibrated `activation_scale`, per tensor)
+        X_q = clamp(round(x / s_x), qmin, qmax)  (symmetric: zero point 0)
+
+    Written out for the w8a8 kernels so that a call reads the device back once, to check that x is finite (the
+    error `quantize` gives); building a QParams would add five reads, its checks of the scale.
+
+    Shapes: x (..., in) -> X_q (tokens, in) int8 of `layer.activations` bits, s_x (tokens, 1) or (1, 1) float32.
+    """
+    x2 = check_float_tensor(layer.activation_input(x.reshape(-1, layer.in_features).float()))  # (tokens, in)
+    if layer.static_activations:
+        s_x = layer.activation_scale.to(x2.device)  # (1, 1)
+    else:
+        s_x, _ = minmax_params(x2, (1,), layer.activations, True)  # (tokens, 1)
+    qmin, qmax = qrange(layer.activations)
+    return torch.round(x2 / s_x).clamp(qmin, qmax).to(torch.int8), s_x  # (tokens, in)
 
 
 def _w8a8_int_mm_forward(layer, x):
-    X_q, qp = _activation_codes(layer, x)
+    X_q, s_x = _activation_codes(layer, x)
     W_t = _cached(layer, "w8a8_int_mm", lambda: aligned(layer.weight_q).t())  # (in, out) view
     Y = torch._int_mm(aligned(X_q), W_t).float() * layer.scale.reshape(1, -1)  # (tokens, out)
-    return _finish(layer, Y * qp.scale, x)
+    return _finish(layer, Y * s_x, x)
 
 
 def _w8a8_fbgemm_forward(layer, x):
-    X_q, qp = _activation_codes(layer, x)
+    X_q, s_x = _activation_codes(layer, x)
     Y = _w8a8_fbgemm(layer, X_q, layer.activations)  # (tokens, out)
-    return _finish(layer, Y * qp.scale, x)
+    return _finish(layer, Y * s_x, x)
 
 
 def _finish(layer, y, x):
@@ -280,7 +294,8 @@ FAST_PATHS = {"int4_cpu": _int4_plan, "int8_cpu": _int8_plan, "w8a8": _w8a8_plan
 # What a layer must hold for the fast paths to read it (QuantLinear does). Checking the attributes instead
 # of the class keeps this module below the layer class: linear.py imports kernels, never the reverse.
 LAYER_ATTRIBUTES = ("weight_q", "scale", "zero_point", "bits", "granularity", "symmetric", "activations",
-                    "in_features", "out_features", "bias", "kernel", "_cache", "input_qparams", "activation_input")
+                    "in_features", "out_features", "bias", "kernel", "_cache", "input_qparams", "activation_input",
+                    "static_activations")
 
 
 def _check(layer, x, caller: str) -> None:

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from qlearn import PerChannel, PerGroup, PerTensor, QuantLinear
-from qlearn.core.primitives import QParams, qrange
+from qlearn import PerChannel, PerGroup, PerTensor, PerToken, QuantLinear
+from qlearn.core.primitives import QParams, qrange, quantize
 from qlearn.inference import kernels
 
 BF16_TOL = 1e-2  # relative error of the bfloat16 kernels (8 significant bits)
@@ -200,3 +200,46 @@ def test_fbgemm_w8a8_is_exact_even_at_saturating_codes(act_bits):
     layer.set_weight(W_q, ones)
     exact = X_q.long() @ W_q.long().T  # (4, out)
     assert torch.equal(kernels._w8a8_fbgemm(layer, X_q, act_bits), exact.float())
+
+
+ACTIVATION_CASES = [(bits, static) for bits in (8, 7, 4) for static in (False, True)]
+
+
+@pytest.mark.parametrize("bits,static", ACTIVATION_CASES,
+                         ids=[f"a{b}-{'static' if s else 'per-token'}" for b, s in ACTIVATION_CASES])
+def test_w8a8_activation_codes_equal_quantize_bit_for_bit(bits, static):
+    """Oracle: core.primitives.quantize with the layer's own input_qparams, on ties, clipped values and -0.0."""
+    lin = _linear()
+    lin.register_buffer("smooth_input_scale", torch.rand(256) + 0.5)  # SmoothQuant's run-time 1/s
+    layer = QuantLinear.from_linear(lin, activations=bits,
+                                    activation_granularity=PerTensor() if static else PerToken())
+    if static:
+        layer.set_activation_scale(0.01)
+    x = torch.randn(2, 5, 256)
+    x[0, 0] = torch.arange(256) * 0.5 - 64  # halves: the ties of round()
+    x[0, 1, :3] = torch.tensor([1e4, -1e4, -0.0])  # clipped (static), and a negative zero
+    X_q, s_x = kernels._activation_codes(layer, x)
+    x2 = layer.activation_input(x.reshape(-1, 256))  # (tokens, in)
+    qp = layer.input_qparams(x2)
+    assert torch.equal(X_q, quantize(x2, qp)) and X_q.dtype == torch.int8 and torch.equal(s_x, qp.scale)
+
+
+@pytest.mark.parametrize("static", [False, True], ids=["per-token", "static"])
+def test_w8a8_fast_path_builds_no_qparams_and_refuses_non_finite_input(static, monkeypatch):
+    """QParams checks its scale on the host (five reads of the device) each time one is built."""
+    layer = QuantLinear.from_linear(_linear(), activations=8,
+                                    activation_granularity=PerTensor() if static else PerToken())
+    if static:
+        layer.set_activation_scale(0.02)
+    x = torch.randn(4, 256)
+    with torch.no_grad():
+        y = layer(x)
+        built = []
+        check = QParams.__post_init__
+        monkeypatch.setattr(QParams, "__post_init__", lambda self: built.append(1) or check(self))
+        for _ in range(3):
+            assert torch.equal(layer(x), y)
+        assert not built and kernels.select_name(layer, x) == "w8a8"
+        x[1, 7] = float("nan")
+        with pytest.raises(ValueError, match="NaN or inf"):
+            layer(x)
