@@ -208,12 +208,13 @@ def _w8a8_plan(layer, x) -> Plan | None:
     if not (layer.activations is not None and layer.bits > 4 and layer.symmetric and _per_channel(layer)
             and _float_input(x) and getattr(layer, "calibrated", True)):
         return None
-    forward = _w8a8_int_mm_forward if _int_mm_fast(x) else _w8a8_fbgemm_forward
+    int_mm = _int_mm_fast(x)
+    forward = _w8a8_int_mm_forward if int_mm else _w8a8_fbgemm_forward
     if x.device.type == "cuda":
         if layer.in_features % 8 or layer.out_features % 8:
             return None
         return Plan("w8a8", forward, 17 * layer.in_features)  # CUDA's _int_mm wants more than 16 tokens
-    if x.device.type == "cpu" and (_int_mm_fast(x) or _fbgemm_available()):
+    if x.device.type == "cpu" and (int_mm or _fbgemm_available()):
         return Plan("w8a8", forward, 1)
     return None
 

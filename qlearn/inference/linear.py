@@ -293,7 +293,7 @@ class QuantLinear(nn.Module):
         bias = None if self.bias is None else self.bias.to(x.dtype)
         return F.linear(x, W_hat, bias)
 
-    def __setattr__(self, name, value) -> None:
+    def __setattr__(self, name: str, value) -> None:
         if name in CACHE_INPUTS:  # set_weight, set_activation_scale, or anyone assigning a buffer
             self.__dict__["_cache"] = None
         super().__setattr__(name, value)
