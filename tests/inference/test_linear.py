@@ -1,4 +1,5 @@
-"""QuantLinear: real integer storage, the reference path equals fake quantization bit for bit, bad input."""
+"""QuantLinear: real integer storage, the reference path equals fake quantization bit for bit, bad input, and its
+kernel choice, made once per kind of input and made again after each change of the layer."""
 
 import pytest
 import torch
@@ -249,3 +250,22 @@ def test_a_subclass_that_pins_the_kernel_keeps_the_reference_path():
     x = torch.randn(3, 128)
     layer.kernel = "auto"
     assert torch.equal(layer(x), layer.reference_forward(x)) and kernels.select_name(layer, x) == "reference"
+
+
+def test_a_subclass_that_rescales_its_input_keeps_the_fast_path(choices):
+    """As AWQLinear does: forward divides the input by a buffer, then calls QuantLinear.forward."""
+
+    class Rescaled(QuantLinear):
+        def forward(self, x):
+            return super().forward(x / self.input_scale.to(x.dtype))
+
+    layer = Rescaled(128, 64, bits=4, granularity=PerGroup(32), symmetric=False)
+    layer.load_state_dict(_fresh_int4(0).state_dict())
+    layer.register_buffer("input_scale", torch.rand(128) + 0.5)
+    x = torch.randn(3, 128)
+    with torch.no_grad():
+        y = layer(x)
+        assert torch.equal(layer(x), y) and len(choices) == 1
+        assert layer._cache[(x.device, x.dtype, False)].name == "int4_cpu"
+        ref = layer.reference_forward(x / layer.input_scale)
+    assert float((y - ref).norm() / ref.norm()) < 1e-2  # the bfloat16 kernel's tolerance (test_kernels.BF16_TOL)
