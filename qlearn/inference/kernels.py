@@ -15,7 +15,7 @@ a Linear layer is limited by memory bandwidth, so fewer bytes read means less ti
     int8_cpu   bits 5..8, PerChannel(0), symmetric, float activations, CPU
                torch.ops.aten._weight_int8pack_mm (computes in bfloat16)
     w8a8       activations=2..8 (8 is W8A8), bits 5..8, PerChannel(0), symmetric:
-               X_q = per-token codes, or codes of the static per-tensor scale (`layer.input_qparams`),
+               X_q = per-token codes, or codes of the static per-tensor scale (as `layer.input_qparams`),
                Y = (X_q @ W_q^T) * s_x * s_w^T + b
                integer matmul by torch._int_mm on CUDA and on CPUs with VNNI where a one-time probe
                shows it is exact (`int_mm_is_exact`); on other x86 CPUs by fbgemm's int8 GEMM (see
@@ -24,9 +24,13 @@ a Linear layer is limited by memory bandwidth, so fewer bytes read means less ti
 Tolerances against the reference (checked in tests/inference/test_kernels.py): the bfloat16 paths round
 activations and scales to 8 significant bits, so their relative error is about 1e-2; w8a8
 accumulates exactly in int32 and differs only by float32 rounding (about 1e-6).
-A kernel's own weight layout is built on first use and kept in `layer._cache` (not saved, not
-counted by `model_size_bytes`). The fast paths are inference only: an input that needs a
-gradient takes the reference path.
+The fast paths are inference only: an input that needs a gradient takes the reference path.
+
+Choosing once: which path fits depends on the layer and on the input's device, dtype and needs-grad
+(and, for an empty input or CUDA's `_int_mm`, its size: `Plan.min_numel`). `choose` decides from scratch;
+a QuantLinear asks it once per (device, dtype, needs-grad) and keeps the Plan in `layer._cache`, next to
+each kernel's own weight layout, built on first use (not saved, not counted by `model_size_bytes`).
+The layer drops that cache whenever its weights, activation scale, kernel setting, device or dtype change.
 
 Memory layout: every tensor handed to a fused kernel goes through `aligned` first, so it is
 contiguous and starts on a 64-byte boundary. The AVX-512 int8 kernel reads its weight with
@@ -40,11 +44,16 @@ from __future__ import annotations
 
 import functools
 import warnings
+from typing import Callable, NamedTuple
 
 import torch
 
 from ..core.granularity import PerChannel, PerGroup
-from ..core.primitives import quantize
+from ..core.primitives import minmax_params, qrange
+from ..core.validation import check_float_tensor
+
+__all__ = ["ALIGNMENT", "FAST_PATHS", "INT4_GROUP_SIZES", "LAYER_ATTRIBUTES", "REFERENCE", "Plan", "aligned", "choose",
+           "int_mm_is_exact", "is_aligned", "select", "select_name"]
 
 INT4_GROUP_SIZES = (32, 64, 128, 256)
 ALIGNMENT = 64  # bytes: one cache line, the widest vector load (AVX-512) of any CPU kernel
@@ -70,13 +79,39 @@ def aligned(t: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _cached(layer, name: str, device, build):
-    """The kernel layout `name` of `layer` on `device`, built once by `build()`."""
-    key = (name, str(device))
-    if layer._cache is None or layer._cache[0] != key:
+class Plan(NamedTuple):
+    """The path `layer(x)` takes for inputs like x (same device, dtype and needs-grad).
+
+    name        a FAST_PATHS name, or "reference"
+    forward     the function (layer, x) -> y that runs it
+    min_numel   the fewest elements x must hold for it; a smaller x takes the reference path
+                (an empty x always does; CUDA's torch._int_mm needs more than 16 tokens)
+    """
+
+    name: str
+    forward: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor]
+    min_numel: int
+
+
+def _reference(layer, x):
+    return layer.reference_forward(x)
+
+
+REFERENCE = Plan("reference", _reference, 0)
+
+
+def _cached(layer, name: str, build):
+    """The kernel layout `name` of `layer`, built once by `build()` and kept in `layer._cache`.
+
+    The layer clears its cache whenever its weights, device or dtype change, so the name is key enough.
+    """
+    if layer._cache is None:
+        layer._cache = {}
+    layout = layer._cache.get(name)
+    if layout is None:
         with torch.no_grad():
-            layer._cache = (key, build())
-    return layer._cache[1]
+            layout = layer._cache[name] = build()
+    return layout
 
 
 def _per_channel(layer) -> bool:
@@ -89,11 +124,13 @@ def _float_input(x) -> bool:
 
 # ---- int4 weights, float activations: PyTorch's tinygemm-style CPU kernel -------------------------------
 
-def _int4_applies(layer, x) -> bool:
+def _int4_plan(layer, x) -> Plan | None:
     g = layer.granularity
-    return (layer.bits <= 4 and layer.activations is None and isinstance(g, PerGroup)
+    if (layer.bits <= 4 and layer.activations is None and isinstance(g, PerGroup)
             and g.group_size in INT4_GROUP_SIZES and layer.out_features % 16 == 0
-            and x.device.type == "cpu" and _float_input(x))
+            and x.device.type == "cpu" and _float_input(x)):
+        return Plan("int4_cpu", _int4_forward, 1)
+    return None
 
 
 def _int4_layout(layer):
@@ -106,7 +143,7 @@ def _int4_layout(layer):
 
 
 def _int4_forward(layer, x):
-    packed, scale_and_zero = _cached(layer, "int4_cpu", x.device, lambda: _int4_layout(layer))
+    packed, scale_and_zero = _cached(layer, "int4_cpu", lambda: _int4_layout(layer))
     x2 = aligned(x.reshape(-1, layer.in_features).to(torch.bfloat16))  # (tokens, in)
     y = torch.ops.aten._weight_int4pack_mm_for_cpu(x2, packed, layer.granularity.group_size, scale_and_zero)
     return _finish(layer, y, x)  # (..., out)
@@ -114,13 +151,15 @@ def _int4_forward(layer, x):
 
 # ---- int8 weights, float activations --------------------------------------------------------------------
 
-def _int8_applies(layer, x) -> bool:
-    return (layer.bits > 4 and layer.activations is None and layer.symmetric and _per_channel(layer)
-            and x.device.type == "cpu" and _float_input(x))
+def _int8_plan(layer, x) -> Plan | None:
+    if (layer.bits > 4 and layer.activations is None and layer.symmetric and _per_channel(layer)
+            and x.device.type == "cpu" and _float_input(x)):
+        return Plan("int8_cpu", _int8_forward, 1)
+    return None
 
 
 def _int8_forward(layer, x):
-    W_q, scale = _cached(layer, "int8_cpu", x.device, lambda: (
+    W_q, scale = _cached(layer, "int8_cpu", lambda: (
         aligned(layer.weight_q), aligned(layer.scale.reshape(-1).to(torch.bfloat16))))  # (out, in), (out,)
     x2 = aligned(x.reshape(-1, layer.in_features).to(torch.bfloat16))  # (tokens, in)
     y = torch.ops.aten._weight_int8pack_mm(x2, W_q, scale)  # (tokens, out)
@@ -165,14 +204,19 @@ def _fbgemm_available() -> bool:
         any(e in torch.backends.quantized.supported_engines for e in ("fbgemm", "x86"))
 
 
-def _w8a8_applies(layer, x) -> bool:
+def _w8a8_plan(layer, x) -> Plan | None:
     if not (layer.activations is not None and layer.bits > 4 and layer.symmetric and _per_channel(layer)
             and _float_input(x) and getattr(layer, "calibrated", True)):
-        return False
+        return None
+    int_mm = _int_mm_fast(x)
+    forward = _w8a8_int_mm_forward if int_mm else _w8a8_fbgemm_forward
     if x.device.type == "cuda":
-        tokens = x.numel() // layer.in_features
-        return tokens > 16 and layer.in_features % 8 == 0 and layer.out_features % 8 == 0
-    return x.device.type == "cpu" and (_int_mm_fast(x) or _fbgemm_available())
+        if layer.in_features % 8 or layer.out_features % 8:
+            return None
+        return Plan("w8a8", forward, 17 * layer.in_features)  # CUDA's _int_mm wants more than 16 tokens
+    if x.device.type == "cpu" and (int_mm or _fbgemm_available()):
+        return Plan("w8a8", forward, 1)
+    return None
 
 
 def _fbgemm_layout(layer):
@@ -194,7 +238,7 @@ def _w8a8_fbgemm(layer, X_q, act_bits: int = 8):
     one pass. 8-bit codes are split into two non-negative halves, X_q = P - N with P, N in
     0..128, run as one batch of twice the rows: (P @ W^T) - (N @ W^T), which costs two passes.
     """
-    packed = _cached(layer, "w8a8_fbgemm", X_q.device, lambda: _fbgemm_layout(layer))
+    packed = _cached(layer, "w8a8_fbgemm", lambda: _fbgemm_layout(layer))
     if act_bits <= 7:
         offset = 2 ** (act_bits - 1)  # fbgemm stores u = X_q + offset in 0 .. 2^bits - 1 <= 127
         return torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(X_q.float(), 1.0, offset, packed)
@@ -204,16 +248,37 @@ def _w8a8_fbgemm(layer, X_q, act_bits: int = 8):
     return Y[:tokens] - Y[tokens:]  # (tokens, out)
 
 
-def _w8a8_forward(layer, x):
-    x2 = layer.activation_input(x.reshape(-1, layer.in_features).float())  # (tokens, in)
-    qp = layer.input_qparams(x2)  # scale (tokens, 1) per token, or (1, 1) static per tensor
-    X_q = quantize(x2, qp)  # (tokens, in) int8 codes of `activations` bits
-    if _int_mm_fast(x):
-        W_t = _cached(layer, "w8a8_int_mm", x.device, lambda: aligned(layer.weight_q).t())  # (in, out) view
-        Y = torch._int_mm(aligned(X_q), W_t).float() * layer.scale.reshape(1, -1)  # (tokens, out)
+def _activation_codes(layer, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The input's codes and scale, as `quantize(x2, layer.input_qparams(x2))` gives them, bit for bit.
+
+        s_x = max_j |x_tj| / qmax  per token t  (or the calibrated `activation_scale`, per tensor)
+        X_q = clamp(round(x / s_x), qmin, qmax)  (symmetric: zero point 0)
+
+    Written out for the w8a8 kernels so that a call reads the device back once, to check that x is finite (the
+    error `quantize` gives); building a QParams would add five reads, its checks of the scale.
+
+    Shapes: x (..., in) -> X_q (tokens, in) int8 of `layer.activations` bits, s_x (tokens, 1) or (1, 1) float32.
+    """
+    x2 = check_float_tensor(layer.activation_input(x.reshape(-1, layer.in_features).float()))  # (tokens, in)
+    if layer.static_activations:
+        s_x = layer.activation_scale.to(x2.device)  # (1, 1)
     else:
-        Y = _w8a8_fbgemm(layer, X_q, layer.activations)
-    return _finish(layer, Y * qp.scale, x)
+        s_x, _ = minmax_params(x2, (1,), layer.activations, True)  # (tokens, 1)
+    qmin, qmax = qrange(layer.activations)
+    return torch.round(x2 / s_x).clamp(qmin, qmax).to(torch.int8), s_x  # (tokens, in)
+
+
+def _w8a8_int_mm_forward(layer, x):
+    X_q, s_x = _activation_codes(layer, x)
+    W_t = _cached(layer, "w8a8_int_mm", lambda: aligned(layer.weight_q).t())  # (in, out) view
+    Y = torch._int_mm(aligned(X_q), W_t).float() * layer.scale.reshape(1, -1)  # (tokens, out)
+    return _finish(layer, Y * s_x, x)
+
+
+def _w8a8_fbgemm_forward(layer, x):
+    X_q, s_x = _activation_codes(layer, x)
+    Y = _w8a8_fbgemm(layer, X_q, layer.activations)  # (tokens, out)
+    return _finish(layer, Y * s_x, x)
 
 
 def _finish(layer, y, x):
@@ -224,32 +289,52 @@ def _finish(layer, y, x):
     return y.reshape(*x.shape[:-1], layer.out_features)  # (..., out)
 
 
-FAST_PATHS = (("int4_cpu", _int4_applies, _int4_forward),
-              ("int8_cpu", _int8_applies, _int8_forward),
-              ("w8a8", _w8a8_applies, _w8a8_forward))
+FAST_PATHS = {"int4_cpu": _int4_plan, "int8_cpu": _int8_plan, "w8a8": _w8a8_plan}  # tried in this order
 
 
 # What a layer must hold for the fast paths to read it (QuantLinear does). Checking the attributes instead
 # of the class keeps this module below the layer class: linear.py imports kernels, never the reverse.
 LAYER_ATTRIBUTES = ("weight_q", "scale", "zero_point", "bits", "granularity", "symmetric", "activations",
-                    "in_features", "out_features", "bias", "kernel", "_cache", "input_qparams", "activation_input")
+                    "in_features", "out_features", "bias", "kernel", "_cache", "input_qparams", "activation_input",
+                    "static_activations")
+
+
+def _check(layer, x, caller: str) -> None:
+    if not isinstance(layer, torch.nn.Module) or not all(hasattr(layer, a) for a in LAYER_ATTRIBUTES) \
+            or not isinstance(x, torch.Tensor):
+        raise TypeError(f"{caller} needs a quantized linear layer (a QuantLinear: a module with "
+                        f"{', '.join(LAYER_ATTRIBUTES[:4])}, ...) and an input tensor, got "
+                        f"{type(layer).__name__} and {type(x).__name__}")
+
+
+def _choose(layer, x) -> Plan:
+    if layer.kernel != "reference":
+        for plan_for in FAST_PATHS.values():
+            plan = plan_for(layer, x)
+            if plan is not None:
+                return plan
+    return REFERENCE
+
+
+def choose(layer, x) -> Plan:
+    """The Plan of `layer(x)`, decided from scratch: the first fast path that fits inputs like x, else the reference.
+
+    "Like x" means the same device, dtype and needs-grad; the size of x is left to `Plan.min_numel`.
+    A QuantLinear asks once per kind of input and keeps the answer (see `QuantLinear.forward`).
+    """
+    _check(layer, x, "choose")
+    return _choose(layer, x)
 
 
 def select_name(layer, x) -> str:
-    """Which path `layer(x)` takes with kernel="auto": a FAST_PATHS name, or "reference"."""
-    if not isinstance(layer, torch.nn.Module) or not all(hasattr(layer, a) for a in LAYER_ATTRIBUTES) \
-            or not isinstance(x, torch.Tensor):
-        raise TypeError(f"select_name needs a quantized linear layer (a QuantLinear: a module with "
-                        f"{', '.join(LAYER_ATTRIBUTES[:4])}, ...) and an input tensor, got "
-                        f"{type(layer).__name__} and {type(x).__name__}")
-    if getattr(layer, "kernel", "auto") != "reference" and x.numel():
-        for name, applies, _ in FAST_PATHS:
-            if applies(layer, x):
-                return name
-    return "reference"
+    """Which path `layer(x)` takes: a FAST_PATHS name, or "reference" (kernel="reference", or none fits x)."""
+    _check(layer, x, "select_name")
+    plan = _choose(layer, x)
+    return plan.name if x.numel() >= plan.min_numel else "reference"
 
 
 def select(layer, x):
-    """The fast forward function for `layer(x)`, or None when only the reference path applies."""
-    name = select_name(layer, x)
-    return {n: f for n, _, f in FAST_PATHS}.get(name)
+    """The fast forward function (layer, x) -> y that `layer(x)` runs, or None when it takes the reference path."""
+    _check(layer, x, "select")
+    plan = _choose(layer, x)
+    return None if plan is REFERENCE or x.numel() < plan.min_numel else plan.forward

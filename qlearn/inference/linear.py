@@ -19,7 +19,9 @@ A layer made from a Linear that SmoothQuant smoothed at run time (it carries the
 `smooth_input_scale` = 1/s, shape (in,)) keeps that buffer and multiplies its input by it first.
 
 `kernel="reference"` always runs the two lines above; `kernel="auto"` runs one of PyTorch's
-fused kernels when one fits (see `kernels.py`), which tests check against the reference.
+fused kernels when one fits (see `kernels.py`), which tests check against the reference. The layer
+chooses its path once per (device, dtype, needs-grad) of the input and keeps that choice in `_cache`
+until its weights, activation scale, kernel setting, device or dtype change.
 
 Shapes: X (..., in) -> Y (..., out).
 """
@@ -30,18 +32,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import kernels, packing
-from ..core.validation import check_bits, check_bool
 from ..core.granularity import PerChannel, PerTensor, PerToken, check_granularity
-from ..core.primitives import QParams, choose_qparams, dequantize, fake_quantize, quantize, qrange
+from ..core.primitives import QParams, choose_qparams, dequantize, fake_quantize, qrange, quantize
+from ..core.validation import check_bits, check_bool, check_positive_int
+from . import kernels, packing
+
+__all__ = ["ACTIVATION_GRANULARITIES", "KERNELS", "QuantLinear", "check_activations", "check_weight_granularity"]
 
 KERNELS = ("auto", "reference")
-
-
-def _check_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
+# What the kernel choice and the kernels' weight layouts are made of: assigning any of them drops `_cache`.
+CACHE_INPUTS = frozenset({"weight_q", "scale", "zero_point", "activation_scale", "bits", "granularity", "symmetric",
+                          "activations", "activation_granularity", "in_features", "out_features"})
 
 
 def check_weight_granularity(granularity, shape) -> None:
@@ -78,8 +79,8 @@ class QuantLinear(nn.Module):
                  activation_granularity=PerToken(), smooth_input: bool = False,
                  dtype: torch.dtype = torch.float32, device=None):
         super().__init__()
-        self.in_features = _check_int(in_features, "in_features")
-        self.out_features = _check_int(out_features, "out_features")
+        self.in_features = check_positive_int(in_features, "in_features")
+        self.out_features = check_positive_int(out_features, "out_features")
         self.bits = check_bits(bits)
         self.symmetric = check_bool(symmetric, "symmetric")
         check_bool(bias, "bias")
@@ -107,7 +108,9 @@ class QuantLinear(nn.Module):
             self.register_buffer("activation_scale", torch.zeros(1, 1, dtype=torch.float32, device=device))
         if smooth_input:  # SmoothQuant's 1/s, applied to the input at run time
             self.register_buffer("smooth_input_scale", torch.ones(in_features, dtype=dtype, device=device))
-        self._cache = None  # the fast kernel's own weight layout, built on first use (never saved)
+        # None, or a dict: (device, dtype, needs-grad) -> kernels.Plan, a kernel name -> its weight layout,
+        # "calibrated" -> True. Filled on use, never saved; set to None to forget it all.
+        self._cache = None
 
     @property
     def kernel(self) -> str:
@@ -146,7 +149,7 @@ class QuantLinear(nn.Module):
         """The activation QParams for x (tokens, in): per token from x, or the calibrated per-tensor scale."""
         if not self.static_activations:
             return choose_qparams(x, bits=self.activations, symmetric=True, granularity=PerToken())  # (tokens, 1)
-        if not self.calibrated:
+        if not self._known_calibrated():
             raise ValueError("this QuantLinear has static per-tensor activations but no activation scale yet: "
                              "calibrate it first with qlearn.calibrate_activations(model, batches) "
                              "(or set_activation_scale)")
@@ -254,11 +257,31 @@ class QuantLinear(nn.Module):
                             f"{x.dtype if isinstance(x, torch.Tensor) else type(x).__name__}")
         if x.ndim == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"QuantLinear expects inputs of shape (..., {self.in_features}), got {tuple(x.shape)}")
-        if self.kernel == "auto":
-            fast = kernels.select(self, x)
-            if fast is not None:
-                return fast(self, x)
-        return self.reference_forward(x)
+        plan = self._plan(x)
+        if x.numel() < plan.min_numel:  # too few tokens for the chosen kernel (or none at all)
+            return self.reference_forward(x)
+        return plan.forward(self, x)
+
+    def _plan(self, x: torch.Tensor) -> kernels.Plan:
+        """kernels.choose(self, x), asked once per (device, dtype, needs-grad) of x and kept in `_cache`."""
+        key = (x.device, x.dtype, x.requires_grad)
+        plan = None if self._cache is None else self._cache.get(key)
+        if plan is None:
+            plan = kernels.choose(self, x)
+            if self._known_calibrated():  # else reference_forward raises; choose again once it is calibrated
+                self._cache[key] = plan
+        return plan
+
+    def _known_calibrated(self) -> bool:
+        """`calibrated`, read from the scale once and then remembered in `_cache` (which is a dict afterwards)."""
+        if self._cache is not None and "calibrated" in self._cache:
+            return True
+        if not self.calibrated:
+            return False
+        if self._cache is None:
+            self._cache = {}
+        self._cache["calibrated"] = True
+        return True
 
     def reference_forward(self, x: torch.Tensor) -> torch.Tensor:
         """Dequantize then matmul: Y = X_hat @ W_hat^T + b (X_hat = X unless `activations` is set)."""
@@ -270,9 +293,18 @@ class QuantLinear(nn.Module):
         bias = None if self.bias is None else self.bias.to(x.dtype)
         return F.linear(x, W_hat, bias)
 
+    def __setattr__(self, name: str, value) -> None:
+        if name in CACHE_INPUTS:  # set_weight, set_activation_scale, or anyone assigning a buffer
+            self.__dict__["_cache"] = None
+        super().__setattr__(name, value)
+
     def _load_from_state_dict(self, *args, **kwargs):
-        self._cache = None  # new codes invalidate the fast kernel's copy
+        self._cache = None  # loading copies into the buffers in place
         super()._load_from_state_dict(*args, **kwargs)
+
+    def _apply(self, fn, *args, **kwargs):
+        self._cache = None  # .to(), .cuda(), .half(), ...: the choice and the layouts were for the old device / dtype
+        return super()._apply(fn, *args, **kwargs)
 
     def extra_repr(self) -> str:
         act = "float" if self.activations is None else \
