@@ -2,7 +2,8 @@
 
 Stages: the 64 -> 256 -> 256 -> 10 teacher; 90 % unstructured zeros (dense storage); 87.5 % of the
 neurons removed (structured); that model with int8 and int4 QuantLinear weights. Latency is the median
-of repeated forward passes over the test set (one thread, after warm-up, stages taking turns). Run it on a quiet machine:
+of repeated forward passes over the test set (one thread, after warm-up, stages taking turns). Run it on a
+quiet machine:
 
     python benchmarks/bench_compression.py [--repeats 200] [--threads 1]
 """

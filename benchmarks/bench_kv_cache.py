@@ -16,7 +16,8 @@ qlearn's QuantizedKVCache: FP8 / int8 / int4 / int2, keys per channel (KIVI) or 
 group 32, residual window 32 or none, and keys-only / values-only at 2 bits. Next to it, transformers' own
 QuantizedCache with the quanto and HQQ backends (both run on a CPU here; a failure would be printed with its
 error). transformers' layers quantize the first chunk whole and, once the float window fills, re-quantize the
-whole history with it, so with chunks as long as the window they keep no float window: qlearn's R0 rows match them. Bytes at 2k and 8k tokens come from `kv_cache_bytes` (float16 residual, as served); the bytes measured
+whole history with it, so with chunks as long as the window they keep no float window: qlearn's R0 rows match
+them. Bytes at 2k and 8k tokens come from `kv_cache_bytes` (float16 residual, as served); the bytes measured
 at the end of the text are checked against it (float32 residual: the model's dtype).
 """
 

@@ -83,7 +83,8 @@ def _tags(cell) -> set:
 
 def expected_cells(nb, nb_path: pathlib.Path, url: str):
     """The badge (markdown) and setup (code) cells this notebook should start with."""
-    badge = nbformat.v4.new_markdown_cell(badge_source(nb_path, _title(nb, nb_path), url), metadata={"tags": [BADGE_TAG]})
+    badge = nbformat.v4.new_markdown_cell(badge_source(nb_path, _title(nb, nb_path), url),
+                                          metadata={"tags": [BADGE_TAG]})
     setup = nbformat.v4.new_code_cell(setup_source(url), metadata={"tags": [SETUP_TAG]})
     badge.id, setup.id = BADGE_TAG, SETUP_TAG
     return badge, setup

@@ -3,8 +3,9 @@
 Usage: python scripts/train_digits_baseline.py   (about 10-30 s on a laptop CPU)
 Writes qlearn/data/digits_mlp.safetensors (hidden 128, notebook 06's baseline) and
 qlearn/data/digits_mlp_h256.safetensors (hidden 256, notebook 07's teacher): the state_dict of
-`qlearn.data.digits.mlp(hidden, seed=0)` after `qlearn.data.digits.train(model, load_digits(), epochs=30, lr=1e-3, seed=0)`,
-read back by `qlearn.data.digits.pretrained_mlp(hidden)`. Another CPU trains to slightly different weights (float
+`qlearn.data.digits.mlp(hidden, seed=0)` after
+`qlearn.data.digits.train(model, load_digits(), epochs=30, lr=1e-3, seed=0)`, read back by
+`qlearn.data.digits.pretrained_mlp(hidden)`. Another CPU trains to slightly different weights (float
 sums in another order), which is why the trained weights ship instead of being retrained in the notebooks.
 """
 

@@ -85,7 +85,8 @@ def test_notebook_without_title_is_named_after_its_file(tmp_path):
     lambda nb: setattr(nb.cells[0], "source", nb.cells[0].source.replace("some-owner", "someone-else")),
     lambda nb: nb.cells.pop(1),
     lambda nb: nb.cells.append(nbformat.v4.new_code_cell(nb.cells[1].source, metadata=dict(nb.cells[1].metadata))),
-    lambda nb: nb.cells.__setitem__(1, nbformat.v4.new_markdown_cell(nb.cells[1].source, metadata=nb.cells[1].metadata)),
+    lambda nb: nb.cells.__setitem__(1, nbformat.v4.new_markdown_cell(nb.cells[1].source,
+                                                                     metadata=nb.cells[1].metadata)),
 ], ids=["setup-edited", "badge-url-edited", "setup-removed", "stamp-duplicated", "setup-not-code"])
 def test_check_reports_a_stale_stamp(nb_path, tamper, capsys):
     stamp_colab.stamp(nb_path, URL)

@@ -46,7 +46,8 @@ def _check_logits(z, name: str) -> torch.Tensor:
         raise TypeError(f"{name} must be a floating-point tensor of logits (batch, classes), got "
                         f"{type(z).__name__ if not isinstance(z, torch.Tensor) else z.dtype}")
     if z.ndim != 2 or z.shape[0] == 0 or z.shape[1] < 2:
-        raise ValueError(f"{name} must have shape (batch, classes) with batch >= 1 and classes >= 2, got {tuple(z.shape)}")
+        raise ValueError(f"{name} must have shape (batch, classes) with batch >= 1 and classes >= 2, got "
+                         f"{tuple(z.shape)}")
     if not bool(torch.isfinite(z).all()):
         raise ValueError(f"{name} contains NaN or inf")
     return z

@@ -117,7 +117,8 @@ def prune_units(model: nn.Module, pairs: Sequence[tuple[str, str]], sparsity: fl
             if name not in originals:
                 raise ValueError(f"no module named {name!r}; the model has {[n for n in originals if n]}")
             if type(originals[name]) not in _LAYER_TYPES:
-                raise TypeError(f"module {name!r} is a {type(originals[name]).__name__}; only Linear and Conv2d are supported")
+                raise TypeError(f"module {name!r} is a {type(originals[name]).__name__}; "
+                                "only Linear and Conv2d are supported")
         if any(pair[0] == earlier for earlier, _ in pairs[:len(keeps)]):
             raise ValueError(f"producer {pair[0]!r} appears in more than one pair; each layer is cut once")
         # Scores come from the original weights, so the order of the pairs does not matter.

@@ -65,7 +65,8 @@ def metadata_bits(shape, granularity: Granularity = PerTensor(), symmetric: bool
     shape = _check_shape(shape)
     check_granularity(granularity).check(shape)
     check_bool(symmetric, "symmetric")
-    per_block = _check_meta_bits(scale_bits, "scale_bits") + (0 if symmetric else _check_meta_bits(zero_point_bits, "zero_point_bits"))
+    per_block = (_check_meta_bits(scale_bits, "scale_bits")
+                 + (0 if symmetric else _check_meta_bits(zero_point_bits, "zero_point_bits")))
     return granularity.num_blocks(shape) * per_block
 
 
@@ -85,4 +86,5 @@ def effective_bits(shape, bits: int, granularity: Granularity = PerTensor(), sym
 def storage_bytes(shape, bits: int, granularity: Granularity = PerTensor(), symmetric: bool = False,
                   scale_bits: int = SCALE_BITS, zero_point_bits: int = ZERO_POINT_BITS) -> float:
     """Bytes of the packed codes plus metadata: effective_bits * numel / 8."""
-    return effective_bits(shape, bits, granularity, symmetric, scale_bits, zero_point_bits) * math.prod(_check_shape(shape)) / 8
+    return (effective_bits(shape, bits, granularity, symmetric, scale_bits, zero_point_bits)
+            * math.prod(_check_shape(shape)) / 8)

@@ -55,13 +55,15 @@ class QParams:
         check_bool(self.symmetric, "symmetric")
         check_granularity(self.granularity)
         if (self.qmin, self.qmax) != qrange(self.bits):
-            raise ValueError(f"qmin, qmax must be {qrange(self.bits)} for {self.bits} bits, got ({self.qmin}, {self.qmax})")
+            raise ValueError(f"qmin, qmax must be {qrange(self.bits)} for {self.bits} bits, got "
+                             f"({self.qmin}, {self.qmax})")
         if not isinstance(self.scale, torch.Tensor) or not self.scale.is_floating_point():
             raise TypeError("scale must be a floating-point tensor")
         if not isinstance(self.zero_point, torch.Tensor) or self.zero_point.is_floating_point():
             raise TypeError("zero_point must be an integer tensor")
         if self.scale.shape != self.zero_point.shape:
-            raise ValueError(f"scale {tuple(self.scale.shape)} and zero_point {tuple(self.zero_point.shape)} must have the same shape")
+            raise ValueError(f"scale {tuple(self.scale.shape)} and zero_point {tuple(self.zero_point.shape)} "
+                             "must have the same shape")
         if not bool((self.scale > 0).all()) or not bool(torch.isfinite(self.scale).all()):
             raise ValueError("every scale must be positive and finite")
         if bool((self.zero_point < self.qmin).any()) or bool((self.zero_point > self.qmax).any()):

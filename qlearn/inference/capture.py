@@ -28,7 +28,8 @@ def first_tensor(value, what: str) -> torch.Tensor:
     if isinstance(value, (tuple, list)) and value:
         value = value[0]
     if not isinstance(value, torch.Tensor):
-        raise TypeError(f"{what} must be a tensor or a tuple whose first element is a tensor, got {type(value).__name__}")
+        raise TypeError(f"{what} must be a tensor or a tuple whose first element is a tensor, got "
+                        f"{type(value).__name__}")
     return value
 
 

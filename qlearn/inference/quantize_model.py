@@ -105,16 +105,18 @@ def quantize_model(model: nn.Module, bits: int = 8, granularity=PerChannel(), ac
                    activation_granularity=PerToken(), **options) -> QuantizeReport:
     """Replace every nn.Linear of `model` (not in `exclude`) by `method`'s `bits`-bit layer, in place.
 
-    method: a registered name ("rtn", "gptq", "awq", "hqq", "nf4", "llm_int8"; see qlearn.inference.registry.METHODS)
+    method: a registered name ("rtn", "gptq", "awq", "hqq", "nf4", "llm_int8"; see
+        qlearn.inference.registry.METHODS)
     calibration: an iterable of batches, each run as model(**batch) for a dict, else model(batch); needed by
-        gptq and awq, checked but unused by the data-free methods. symmetric=None takes the method's default: below 8 bits asymmetric
-        (a zero point per group, as torchao's int4 and optimum-quanto's qint4) wherever the method allows it, at 8
-        bits rtn is symmetric.
+        gptq and awq, checked but unused by the data-free methods. symmetric=None takes the method's default:
+        below 8 bits asymmetric (a zero point per group, as torchao's int4 and optimum-quanto's qint4) wherever
+        the method allows it, at 8 bits rtn is symmetric.
     activations=None keeps float activations (W8A16, W4A16, ...); activations=8 quantizes them dynamically
     per token (W8A8), for methods whose layer is a QuantLinear; with activation_granularity=PerTensor() the
-    activations are static per tensor, and the model needs `qlearn.calibrate_activations(model,
-    batches)` (qlearn.training.calibrate) before use (rtn only). A Linear smoothed at run time by SmoothQuant (`smooth_input_scale`) keeps
-    its smoothing in the new layer; a method whose layer cannot keep it raises before anything is replaced.
+    activations are static per tensor, and the model needs `qlearn.calibrate_activations(model, batches)`
+    (qlearn.training.calibrate) before use (rtn only). A Linear smoothed at run time by SmoothQuant
+    (`smooth_input_scale`) keeps its smoothing in the new layer; a method whose layer cannot keep it raises
+    before anything is replaced.
     A layer whose shape the granularity cannot split (say in=100 with PerGroup(128)) raises a ValueError naming it,
     before anything is replaced; with `skip_incompatible=True` it is kept in float and listed in `report.skipped`.
     Subclasses of nn.Linear (such as MultiheadAttention's out_proj, whose weight its parent reads directly) are

@@ -5,9 +5,9 @@
 
 X is (tokens, in) float32, the inputs captured for that layer (None for a data-free method). A sequential
 method gets X from the model whose earlier blocks are already quantized (GPTQ); the others get it from the
-float model. `prepare(model, batches, layer_names, bits, granularity, symmetric, **options)` runs once before any layer (AWQ folds its
-scales there) and may return a state that reaches every `quantize_layer` call as `state=`; `finish(model,
-state, **options)` runs once after the swap and returns per-layer notes for the report.
+float model. `prepare(model, batches, layer_names, bits, granularity, symmetric, **options)` runs once before
+any layer (AWQ folds its scales there) and may return a state that reaches every `quantize_layer` call as
+`state=`; `finish(model, state, **options)` runs once after the swap and returns per-layer notes for the report.
 
 The options a method takes are the keyword parameters of its functions (beyond the fixed ones), so an
 option no function takes fails before anything runs. `activations`, `activation_granularity` and `kernel`
@@ -93,7 +93,8 @@ class QuantMethod:
         return frozenset().union(*(_keywords(getattr(self, f), f) for f in POSITIONAL))
 
     def takes(self, fn_name: str, option: str) -> bool:
-        """Whether the method's `fn_name` function takes the keyword `option` (an option, state, activations, kernel)."""
+        """Whether the method's `fn_name` function takes the keyword `option` (an option, state, activations,
+        kernel)."""
         fn = getattr(self, fn_name)
         if fn is None:
             return False

@@ -61,4 +61,5 @@ from . import (
 )
 
 __all__ = ["awq", "finetune_memory", "folding", "fp8", "ggml_quants", "gguf_export", "gptq", "hqq", "kv_cache",
-           "llm_int8", "lora", "mx", "nf4", "rotation", "rtn", "smoothquant", "sparsegpt", "w8a8_sim", "wanda", "weight"]
+           "llm_int8", "lora", "mx", "nf4", "rotation", "rtn", "smoothquant", "sparsegpt", "w8a8_sim", "wanda",
+           "weight"]

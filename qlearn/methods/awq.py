@@ -98,7 +98,10 @@ def _output_mse(X: torch.Tensor, W: torch.Tensor, W_hat: torch.Tensor) -> float:
 
 
 def _search_tokens(X: torch.Tensor) -> torch.Tensor:
-    """At most about CLIP_TOKENS evenly spaced rows of X, the tokens the scale search scores. Shapes: (tokens, in) -> (<= ~512, in)."""
+    """At most about CLIP_TOKENS evenly spaced rows of X, the tokens the scale search scores.
+
+    Shapes: (tokens, in) -> (<= ~512, in).
+    """
     return X[:: max(1, X.shape[0] // CLIP_TOKENS)]
 
 

@@ -140,7 +140,8 @@ class HQQLinear(QuantLinear):
     @kernel.setter
     def kernel(self, value: str) -> None:
         if value not in ("auto", "reference"):
-            raise ValueError(f"kernel must be 'auto' or 'reference' (HQQLinear always runs the reference), got {value!r}")
+            raise ValueError(f"kernel must be 'auto' or 'reference' (HQQLinear always runs the reference), "
+                             f"got {value!r}")
         self._cache = None
 
     @classmethod

@@ -149,7 +149,8 @@ def int8_mixed_matmul(X: torch.Tensor, W, threshold=6.0, return_outliers: bool =
         _check_2d(W, "W", "a weight (out, in)")
         W_int8, W_float = Int8Weight.from_float(W), W
     if W_int8.shape[1] != X.shape[1]:
-        raise ValueError(f"X (tokens, in) and W (out, in) must share in, got {tuple(X.shape)} and {tuple(W_int8.shape)}")
+        raise ValueError(f"X (tokens, in) and W (out, in) must share in, got {tuple(X.shape)} and "
+                         f"{tuple(W_int8.shape)}")
     check_bool(return_outliers, "return_outliers")
     Y, cols = _mixed_matmul(X, W_int8, W_float, check_threshold(threshold))
     if not bool(torch.isfinite(Y).all()):

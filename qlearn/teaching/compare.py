@@ -1,4 +1,5 @@
-"""qlearn side by side with torchao and optimum-quanto on the same tensor: where they agree exactly, and by how much they differ.
+"""qlearn side by side with torchao and optimum-quanto on the same tensor: where they agree exactly, and by how
+much they differ.
 
 torchao:  choose_qparams_affine / quantize_affine / dequantize_affine with a block_size from
           torchao's own PerTensor / PerAxis / PerGroup (`get_block_size`). Asymmetric: the same formulas
@@ -186,12 +187,14 @@ class ComparisonTable:
             if c.library != library:
                 library = c.library
                 lines.append(f"{library:{width + 2}} {head}")
-            lines.append(f"  {c.config:{width}} " + " ".join(f"{v:>{w}}" for (_, w, _), v in zip(_COLUMNS, self._cells(c))))
+            lines.append(f"  {c.config:{width}} "
+                         + " ".join(f"{v:>{w}}" for (_, w, _), v in zip(_COLUMNS, self._cells(c))))
         return "\n".join(lines + textwrap.wrap(_LEGEND, 78))
 
     def _repr_html_(self) -> str:
         head = "".join(f"<th>{h}</th>" for h in ("library", "configuration", *(n for n, _, _ in _COLUMNS)))
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (c.library, c.config, *self._cells(c)))
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>"
+                                        for v in (c.library, c.config, *self._cells(c)))
                        + "</tr>" for c in self.rows)
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table><p><small>{_LEGEND}</small></p>"
 

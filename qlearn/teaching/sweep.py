@@ -52,7 +52,8 @@ def sqnr_sweep(x, schemes: dict, bits=range(2, 9)) -> dict[str, dict[int, float]
     out = {}
     for label, spec in schemes.items():
         if not isinstance(spec, dict) or set(spec) - {"symmetric", "granularity", "restricted"}:
-            raise ValueError(f"scheme {label!r} must be a dict with keys among symmetric, granularity, restricted; got {spec!r}")
+            raise ValueError(f"scheme {label!r} must be a dict with keys among symmetric, granularity, restricted; "
+                             f"got {spec!r}")
         sym = check_bool(spec.get("symmetric", False), "symmetric")
         gran = check_granularity(spec.get("granularity", PerTensor()))
         restricted = spec.get("restricted", True)

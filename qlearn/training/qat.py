@@ -90,7 +90,8 @@ class QATLinear(nn.Linear):
     def set_act_qparams(self, act_qparams: QParams | None) -> None:
         """Quantize the input with these fixed QParams (from `calibrate`), or not at all (None)."""
         if act_qparams is not None and not isinstance(act_qparams, QParams):
-            raise TypeError(f"act_qparams must be QParams (e.g. from calibrate) or None, got {type(act_qparams).__name__}")
+            raise TypeError(f"act_qparams must be QParams (e.g. from calibrate) or None, got "
+                            f"{type(act_qparams).__name__}")
         self.act_qparams = act_qparams
 
     @torch.no_grad()

@@ -90,7 +90,8 @@ def quantization_explorer(x: torch.Tensor | None = None, bits: int = 8, symmetri
     same = _same_sample(x) if x is not None else None
     if same is not None:  # x is a sample tensor: offer it once, under the caller's title
         samples = {(f"{title} {tuple(x.shape)}" if v == same else label): v for label, v in SOURCES.items()}
-    options = ([(f"{title} {tuple(x.shape)}", CUSTOM)] if x is not None and same is None else []) + list(samples.items())
+    options = (([(f"{title} {tuple(x.shape)}", CUSTOM)] if x is not None and same is None else [])
+               + list(samples.items()))
     names = [value for _, value in options]
     if source is None:
         source = same or (CUSTOM if x is not None else "gaussian")

@@ -62,7 +62,8 @@ def gptq_explorer(W: torch.Tensor, X: torch.Tensor, X_test: torch.Tensor, bits: 
         if t.ndim != 2:
             raise ValueError(f"{name} must be 2-D, got shape {tuple(t.shape)}")
     if X.shape[1] != W.shape[1] or X_test.shape[1] != W.shape[1]:
-        raise ValueError(f"X and X_test must have W's {W.shape[1]} input columns, got {X.shape[1]} and {X_test.shape[1]}")
+        raise ValueError(f"X and X_test must have W's {W.shape[1]} input columns, got {X.shape[1]} and "
+                         f"{X_test.shape[1]}")
     check_bits(bits)
     sizes = list(group_sizes)
     bad = [g for g in sizes if g is not None and (isinstance(g, bool) or not isinstance(g, int) or g < 1

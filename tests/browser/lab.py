@@ -61,7 +61,8 @@ class LabServer:
                 f"--LabApp.user_settings_dir={self.home / 'settings'}",
                 f"--LabApp.workspaces_dir={self.home / 'workspaces'}",
                 "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=None",
-                "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", "--ServerApp.terminals_enabled=False"]
+                "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+                "--ServerApp.terminals_enabled=False"]
 
     def start(self) -> "LabServer":
         env = self._prepare_home()

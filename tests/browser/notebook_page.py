@@ -134,4 +134,5 @@ class NotebookPage:
         except Exception as exc:
             errors = f"unknown ({exc})"
         return (f"frontend: {self.frontend.name}, kernel: {self.kernel_status()}\nerrors: {errors}\n"
-                f"console errors: {[c[:300] for c in self.console[-5:]]}\nserver log tail:\n{self.server.log_tail(2000)}")
+                f"console errors: {[c[:300] for c in self.console[-5:]]}\n"
+                f"server log tail:\n{self.server.log_tail(2000)}")

@@ -26,7 +26,8 @@ from .notebook_page import CLASSIC, LAB, REDRAW_MS, NotebookPage
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 COURSE_NOTEBOOK = "02_linear_quantization.ipynb"  # its quantization_explorer on a MiniLM weight
 DEMO_SOURCE = [
-    "import torch\n\nfrom qlearn.widgets import quantization_explorer\n\ntorch.manual_seed(0)\nx = torch.randn(256, 64)",
+    "import torch\n\nfrom qlearn.widgets import quantization_explorer\n\n"
+    "torch.manual_seed(0)\nx = torch.randn(256, 64)",
     "import ipywidgets\n\nprint(ipywidgets.__version__)",
     "quantization_explorer(x, title='randn(256, 64)')",
 ]
@@ -81,7 +82,8 @@ def move_slider_and_check(nb: NotebookPage) -> None:
     nb.wait_idle(REDRAW_MS)
 
     after_text, after_src = readout.inner_text(), image.get_attribute("src")
-    assert f"{want_bits}-bit" in after_text, f"{key}: readout says {after_text!r}, wanted {want_bits} bits\n{nb.explain()}"
+    assert f"{want_bits}-bit" in after_text, (f"{key}: readout says {after_text!r}, wanted {want_bits} bits\n"
+                                              f"{nb.explain()}")
     assert after_src and after_src.startswith("data:image/png") and after_src != before_src, nb.explain()
     assert nb.errors() == [], nb.explain()
     assert nb.widget_failures() == [], nb.explain()

@@ -89,7 +89,8 @@ def test_distilled_student_matches_teacher_better_than_a_label_trained_one(data,
     assert losses[-1] < losses[0]
     with torch.no_grad():
         z_t = teacher(data.X_test)
-        gap = {name: float(soft_target_loss(m(data.X_test), z_t, 4.0)) for name, m in (("plain", plain), ("taught", taught))}
+        gap = {name: float(soft_target_loss(m(data.X_test), z_t, 4.0))
+               for name, m in (("plain", plain), ("taught", taught))}
     assert gap["taught"] < gap["plain"]
 
 

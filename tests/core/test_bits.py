@@ -40,7 +40,8 @@ def test_a_symmetric_quantlinear_keeps_one_zero_byte_per_block_that_the_count_le
 @settings(max_examples=40, deadline=None)
 @given(out=st.integers(1, 64), groups=st.integers(1, 8), g=st.sampled_from([8, 16, 32, 128]),
        bits=st.integers(2, 8), symmetric=st.booleans(), scale_bits=st.sampled_from([16, 32]))
-def test_metadata_counts_one_scale_and_zero_per_block_that_choose_qparams_makes(out, groups, g, bits, symmetric, scale_bits):
+def test_metadata_counts_one_scale_and_zero_per_block_that_choose_qparams_makes(out, groups, g, bits, symmetric,
+                                                                                scale_bits):
     shape = (out, groups * g)
     for gran in (PerTensor(), PerChannel(0), PerGroup(g)):
         qp = choose_qparams(torch.ones(shape), bits, symmetric, gran)

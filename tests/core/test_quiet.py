@@ -1,5 +1,6 @@
-"""Importing qlearn, loading MiniLM and running the library comparison print none of torchao's known import noise, but other
-warnings from the same loggers still reach stderr (checked in a fresh interpreter, where the imports really happen)."""
+"""Importing qlearn, loading MiniLM and running the library comparison print none of torchao's known import noise,
+but other warnings from the same loggers still reach stderr (checked in a fresh interpreter, where the imports
+really happen)."""
 
 import os
 import subprocess

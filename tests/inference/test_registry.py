@@ -68,7 +68,7 @@ def test_quant_method_and_register_validate():
         register_method("rtn")
     with pytest.raises(ValueError, match="already registered"):
         register_method(QuantMethod("rtn", lambda *a: None))
-    assert QuantMethod("x", lambda n, l, X, b, g, s, alpha=0.5, state=None: None).options == {"alpha"}
+    assert QuantMethod("x", lambda n, lin, X, b, g, s, alpha=0.5, state=None: None).options == {"alpha"}
 
 
 @pytest.mark.parametrize("sequential", [True, False], ids=["sequential", "parallel"])

@@ -145,7 +145,7 @@ def _fold_random_scales(model, pairs, seed=0):
 def test_llama_pairs_found_from_names_and_folding_keeps_logits():
     model = _llama()
     pairs = folding.find_pairs(model, _linears(model))
-    found = {(p.split(".")[-1], tuple(l.split(".")[-1] for l in ls)) for p, ls in pairs}
+    found = {(p.split(".")[-1], tuple(c.split(".")[-1] for c in ls)) for p, ls in pairs}
     assert found == {("input_layernorm", ("q_proj", "k_proj", "v_proj")), ("post_attention_layernorm",
                      ("gate_proj", "up_proj")), ("v_proj", ("o_proj",)), ("up_proj", ("down_proj",))}
     assert len(pairs) == 4 * 2
@@ -169,7 +169,7 @@ def test_minilm_folds_value_into_attention_output_and_keeps_embeddings(minilm):
 
     model = copy.deepcopy(model)
     pairs = folding.find_pairs(model, _linears(model))
-    assert [(p.split(".", 3)[-1], [l.split(".", 3)[-1] for l in ls]) for p, ls in pairs] == \
+    assert [(p.split(".", 3)[-1], [c.split(".", 3)[-1] for c in ls]) for p, ls in pairs] == \
         [("attention.self.value", ["attention.output.dense"])] * 6
     batch = tokenizer(["A cat sits on the mat.", "Stocks fell sharply today."], padding=True, return_tensors="pt")
     with torch.no_grad():

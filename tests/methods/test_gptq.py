@@ -93,14 +93,16 @@ def test_matches_the_reference_implementation(bits):
     assert bool((ours[:, 5] == 0).all())
 
 
-@pytest.mark.parametrize("bits,group_size", [(4, 64), (3, 64), (2, 32), (4, None)], ids=["4bit", "3bit", "2bit", "4bit-row"])
+@pytest.mark.parametrize("bits,group_size", [(4, 64), (3, 64), (2, 32), (4, None)],
+                         ids=["4bit", "3bit", "2bit", "4bit-row"])
 @pytest.mark.parametrize("act_order", [False, True], ids=["in-order", "act-order"])
 def test_beats_rtn_on_held_out_correlated_inputs(bits, group_size, act_order):
     W = torch.randn(64, 256) * 0.05
     X = ar1_inputs(1536, 256)
     X_cal, X_test = X[:1024], X[1024:]
     qw = gptq.quantize_weight(W, X_cal, bits=bits, group_size=group_size, act_order=act_order)
-    ratio = output_error(X_test, W, qw.dequantize()) / output_error(X_test, W, rtn.quantize_weight(W, bits=bits, group_size=group_size).dequantize())
+    ratio = (output_error(X_test, W, qw.dequantize())
+             / output_error(X_test, W, rtn.quantize_weight(W, bits=bits, group_size=group_size).dequantize()))
     assert ratio < 0.7
 
 

@@ -36,7 +36,8 @@ def test_matches_hqq_package(bits, early_stop):
     assert float((qw.dequantize() - ref).abs().max()) < 1e-5 + float(~same.all()) * float(qw.scale.max())
 
 
-@pytest.mark.parametrize("bits,group_size", [(4, 64), (3, 64), (2, 32), (4, None)], ids=["4bit", "3bit", "2bit", "4bit-row"])
+@pytest.mark.parametrize("bits,group_size", [(4, 64), (3, 64), (2, 32), (4, None)],
+                         ids=["4bit", "3bit", "2bit", "4bit-row"])
 @pytest.mark.parametrize("seed", [0, 1], ids=lambda s: f"seed{s}")
 def test_beats_rtn_on_student_t_weights(bits, group_size, seed):
     W = student_t_weight(seed=seed)

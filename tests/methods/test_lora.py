@@ -63,8 +63,10 @@ def test_matches_peft_forward_and_gradients():
     for name, module in theirs.named_modules():
         if hasattr(module, "lora_A") and isinstance(module.lora_A, nn.ModuleDict):
             key = name.removeprefix("base_model.model.")
-            torch.testing.assert_close(mine[key].lora_A.grad, module.lora_A["default"].weight.grad, rtol=1e-4, atol=1e-6)
-            torch.testing.assert_close(mine[key].lora_B.grad, module.lora_B["default"].weight.grad, rtol=1e-4, atol=1e-6)
+            torch.testing.assert_close(mine[key].lora_A.grad, module.lora_A["default"].weight.grad,
+                                       rtol=1e-4, atol=1e-6)
+            torch.testing.assert_close(mine[key].lora_B.grad, module.lora_B["default"].weight.grad,
+                                       rtol=1e-4, atol=1e-6)
     trainable_theirs = sum(p.numel() for p in theirs.parameters() if p.requires_grad)
     assert trainable_theirs == sum(p.numel() for p in lora_parameters(ours))
 

@@ -33,7 +33,8 @@ def test_code_is_quantiles_of_the_normal():
     assert code.shape == (16,) and bool((code[1:] > code[:-1]).all())
     assert (code[0], code[7], code[15]) == (-1.0, 0.0, 1.0)
     # the positive half are equally spaced normal quantiles, rescaled by the outermost one
-    p = torch.distributions.Normal(0.0, 1.0).cdf(code[8:].double() * torch.special.ndtri(torch.tensor(nf4.NF4_OFFSET).double()))
+    p = torch.distributions.Normal(0.0, 1.0).cdf(code[8:].double()
+                                                 * torch.special.ndtri(torch.tensor(nf4.NF4_OFFSET).double()))
     steps = p[1:] - p[:-1]
     assert torch.allclose(steps, steps.mean().expand_as(steps), rtol=1e-4)
 

@@ -34,7 +34,8 @@ def test_torchao_asymmetric_is_reproduced_exactly(W, X, bits, granularity):
 @pytest.mark.parametrize("bits", [2, 4, 8], ids=lambda b: f"{b}bit")
 @pytest.mark.parametrize("granularity", GRANS, ids=GRAN_IDS)
 def test_torchao_symmetric_is_the_full_range(W, bits, granularity):
-    """qlearn restricted=False: same scales; codes differ only at the rounding tie at -max|x| (one per block at most)."""
+    """qlearn restricted=False: same scales; codes differ only at the rounding tie at -max|x| (one per block at
+    most)."""
     c = compare_with_torchao(W, bits, symmetric=True, granularity=granularity, restricted=False)
     assert c.scale_max_rel_diff == 0.0 and c.zero_point_equal
     n_blocks = choose_qparams(W, bits, True, granularity).scale.numel()

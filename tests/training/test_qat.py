@@ -83,7 +83,8 @@ def test_lsq_forward_equals_fake_quantize_with_its_qparams_bit_for_bit():
 def test_lsq_initial_scale_is_the_papers():
     lin = linear(seed=4)
     layer = QATLinear.from_linear(lin, bits=4, granularity=PerTensor(), lsq=True)
-    assert float(layer.weight_scale.detach()) == pytest.approx(2 * float(lin.weight.detach().abs().mean()) / 7 ** 0.5, rel=1e-6)
+    assert float(layer.weight_scale.detach()) == pytest.approx(2 * float(lin.weight.detach().abs().mean()) / 7 ** 0.5,
+                                                               rel=1e-6)
 
 
 def test_recalibrate_every_n_training_steps():

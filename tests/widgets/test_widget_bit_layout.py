@@ -26,7 +26,8 @@ def test_bit_layout_explorer_rejects_text():
         bit_layout_explorer("pi")
 
 
-@pytest.mark.parametrize("text, value", [("-0.0", -0.0), ("-0", -0.0), ("0.0", 0.0), ("1e-8", 1e-8), ("inf", float("inf"))],
+@pytest.mark.parametrize("text, value",
+                         [("-0.0", -0.0), ("-0", -0.0), ("0.0", 0.0), ("1e-8", 1e-8), ("inf", float("inf"))],
                          ids=["minus-zero", "minus-zero-int", "zero", "tiny", "inf"])
 def test_typed_text_keeps_its_sign(text, value):
     """-0.0 must show sign bit 1 in every format, as dtypes.bit_layout(-0.0) does."""
