@@ -56,8 +56,26 @@ from qlearn.core import dtypes
 from qlearn.data.digits import Digits
 from qlearn.inference import block_inputs, capture, packing, registry, serialize, targets
 from qlearn.inference.linear import QuantLinear
-from qlearn.methods import (awq, folding, ggml_quants, gguf_export, gptq, hqq, kv_cache, llm_int8, lora, nf4, rtn,
-                            smoothquant, sparsegpt, wanda, weight)
+from qlearn.methods import (
+    awq,
+    folding,
+    fp8,
+    ggml_quants,
+    gguf_export,
+    gptq,
+    hqq,
+    kv_cache,
+    llm_int8,
+    lora,
+    mx,
+    nf4,
+    rotation,
+    rtn,
+    smoothquant,
+    sparsegpt,
+    wanda,
+    weight,
+)
 from qlearn.training import lsq, qat
 
 SKIPPED_PACKAGES = ("qlearn.plots", "qlearn.widgets", "qlearn.exercises", "qlearn.teaching", "qlearn.data")
@@ -201,6 +219,18 @@ def pruned_mlp() -> nn.Module:
     return model
 
 
+def quantized_llama() -> nn.Module:
+    """The tiny Llama with 8-bit weights: a model a little off the reference."""
+    model = llama()
+    quantize_model(model, bits=8, exclude=["lm_head"])
+    return model
+
+
+def mx_codes() -> torch.Tensor:
+    """FP6 element codes (16, 64) uint8 in [0, 64)."""
+    return torch.randint(0, 64, (16, 64), generator=torch.Generator().manual_seed(7)).to(torch.uint8)
+
+
 def lora_llama() -> nn.Module:
     return lora.add_lora(llama(), r=4, alpha=8.0)[0]
 
@@ -321,6 +351,12 @@ CALLS: dict[str, Entry] = {
     "metrics.perplexity": E(qlearn.core.metrics.perplexity, lambda: dict(
         model=llama(), tokenizer=tokenizer, text=TEXT, window=32, stride=16, progress=False),
         sizes=["window", "stride"], accepts={"text": ["nope"]}),
+    "metrics.kl_divergence": E(qlearn.core.metrics.kl_divergence, lambda: dict(
+        reference=llama(), model=quantized_llama(), tokenizer=tokenizer, text=TEXT, window=32, progress=False),
+        sizes=["window"], accepts={"text": ["nope"]}),  # "nope" is a text: four tokens
+    "metrics.top1_agreement": E(qlearn.core.metrics.top1_agreement, lambda: dict(
+        reference=llama(), model=quantized_llama(), tokenizer=tokenizer, text=TEXT, window=32, progress=False),
+        sizes=["window"], accepts={"text": ["nope"]}),
     "modules.replace_module": E(qlearn.core.modules.replace_module, lambda: dict(
         model=mlp(), name="0", module=nn.Linear(64, 32))),
     "primitives.qrange": E(qlearn.qrange, lambda: dict(bits=4)),
@@ -351,6 +387,8 @@ CALLS: dict[str, Entry] = {
         group_size=16, in_features=64), fixed=["in_features"], sizes=["group_size"], accepts=GROUP_NONE),
     "validation.check_inputs": E(qlearn.core.validation.check_inputs, lambda: dict(
         X=X(), W=W(), required=True, method="gptq"), fixed=["W", "required", "method"]),
+    "validation.check_codes": E(qlearn.core.validation.check_codes, lambda: dict(codes=mx_codes(), name="c", high=63),
+                                fixed=["name", "high"]),
     "validation.check_float_dtype": E(qlearn.core.validation.check_float_dtype, lambda: dict(dtype=torch.float16)),
     "validation.check_names": E(qlearn.core.validation.check_names, lambda: dict(names=["0", "2"], model=mlp()),
                                 fixed=["model"]),
@@ -606,6 +644,44 @@ CALLS: dict[str, Entry] = {
     "ggml_quants.quantize_weight": E(ggml_quants.quantize_weight, lambda: dict(W=W(), X=None, type="Q4_1")),
     "gguf_export.permute_for_gguf": E(gguf_export.permute_for_gguf, lambda: dict(W=W(), n_head=2),
                                       accepts={"W": ["nan", "inf", "-inf", "int", "bool"]}),  # a reordering only
+    # float formats (notebook 15): FP8, MX, NVFP4; rotations
+    "fp8.FloatFormat": E(fp8.FloatFormat, lambda: dict(name="e4m3", exponent_bits=4, mantissa_bits=3, special="fn"),
+                         accepts={"name": ["nope"], "mantissa_bits": ["0"]}),  # a label; E3M0 is a format
+    "fp8.encode": E(fp8.encode, lambda: dict(x=W(), fmt=fp8.E4M3)),
+    "fp8.decode": E(fp8.decode, lambda: dict(codes=fp8.encode(W(), fp8.E4M3), fmt=fp8.E4M3)),
+    "fp8.quantize_weight": E(fp8.quantize_weight, lambda: dict(
+        W=W(), X=X(), format="fp8_e4m3", granularity="block", block_size=32), sizes=["block_size"]),
+    "fp8.quantize_activations": E(fp8.quantize_activations, lambda: dict(x=X())),
+    "fp8.FP8Linear": E(fp8.FP8Linear, lambda: dict(
+        in_features=64, out_features=16, bias=True, format="fp8_e4m3", granularity="channel", block_size=128,
+        activations="fp8_e4m3", dtype=torch.float32), sizes=["block_size"], accepts={"activations": ["None"]}),
+    "fp8.quantize_layer": E(fp8.quantize_layer, lambda: dict(
+        name="0", linear=nn.Linear(64, 16), X=X(), bits=8, granularity=PerChannel(0), symmetric=True,
+        format="fp8_e4m3", block_size=None, fp8_activations=False), fixed=["name"],
+        accepts={"block_size": ["3"], **DATA_FREE}),  # 3: blocks of 3 x 3
+    "mx.MXFormat": E(mx.MXFormat, lambda: dict(element=mx.E2M1, block_size=32, scale="e8m0"), sizes=["block_size"]),
+    "mx.e8m0_scale": E(mx.e8m0_scale, lambda: dict(amax=W().abs().amax(dim=1), emax=2),
+                       accepts={"emax": ["0"]}),  # a format whose largest value is below 2
+    "mx.e8m0_decode": E(mx.e8m0_decode, lambda: dict(code=mx.e8m0_scale(W().abs().amax(dim=1), 2))),
+    "mx.pack": E(mx.pack, lambda: dict(codes=mx_codes(), bits=6)),
+    "mx.unpack": E(mx.unpack, lambda: dict(packed=mx.pack(mx_codes(), 6), bits=6)),
+    "mx.quantize_weight": E(mx.quantize_weight, lambda: dict(W=W(), X=X(), format="mxfp4", granularity=None)),
+    "mx.quantize_weight[nvfp4]": E(mx.quantize_weight, lambda: dict(W=W(), X=X(), format="nvfp4")),
+    "mx.to_gguf_mxfp4": E(mx.to_gguf_mxfp4, lambda: dict(qw=mx.quantize_weight(W(), format="mxfp4"))),
+    "mx.MXLinear": E(mx.MXLinear, lambda: dict(
+        in_features=64, out_features=16, bias=True, format="nvfp4", dtype=torch.float32)),
+    "mx.quantize_layer": E(mx.quantize_layer, lambda: dict(
+        name="0", linear=nn.Linear(64, 16), X=X(), bits=4, granularity=PerChannel(0), symmetric=True,
+        format="mxfp4", block_size=None, fp8_activations=False), fixed=["name"], accepts=DATA_FREE),
+    "rotation.hadamard": E(rotation.hadamard, lambda: dict(n=48, random_signs=True, seed=1), sizes=["n"],
+                               accepts={"seed": SEEDS}),
+    "rotation.hadamard_transform": E(rotation.hadamard_transform, lambda: dict(x=X())),
+    "rotation.OnlineHadamard": E(rotation.OnlineHadamard, lambda: dict(linear=nn.Linear(64, 16))),
+    "rotation.DecoderLayout": E(rotation.DecoderLayout, lambda: dict(**vars(rotation.LLAMA)),
+                                accepts={f: ["nope"] for f in ("layers", "final_norm", "head", "online")}),  # names
+    "rotation.rotate_model": E(rotation.rotate_model, lambda: dict(
+        model=llama(), layout=rotation.LLAMA, random_signs=True, seed=1, online_hadamard=True),
+        accepts={"seed": SEEDS}),
 }
 
 
@@ -637,6 +713,10 @@ SKIP = {
     "kv_cache.QuantizedKV": "a result container of kv_cache.quantize_kv (fuzzed there)",
     "kv_cache.QuantizedKVLayer": "built by QuantizedKVCache from checked settings (fuzzed there)",
     "gguf_export.grid_blocks": "the exporter's inner step on a QuantLinear it has checked (tested through export_gguf)",
+    "fp8.FP8Weight": "a result container of fp8.quantize_weight (fuzzed there)",
+    "fp8.fill_layer": "from_linear's inner step: copies buffers it has just computed from a checked weight into the "
+                      "layer it has just built (tested through FP8Linear / MXLinear.from_linear)",
+    "mx.MXWeight": "a result container of mx.quantize_weight (fuzzed there)",
     "gguf_export.export_gguf": "writes a GGUF file from a real tokenizer and a source GGUF's metadata: its refusals "
                                "are tested in tests/methods/test_gguf_export.py",
 }
@@ -783,7 +863,8 @@ def non_finite(result, depth: int = 0, seen=None) -> list[str]:
     seen.add(id(result))
     found = []
     if isinstance(result, torch.Tensor):
-        if result.is_floating_point() and not result.is_meta and not bool(torch.isfinite(result).all()):
+        wide = result.float() if result.is_floating_point() and result.dtype.itemsize == 1 else result  # fp8 codes
+        if result.is_floating_point() and not result.is_meta and not bool(torch.isfinite(wide).all()):
             found.append(f"tensor {tuple(result.shape)}")
     elif isinstance(result, float):
         if not math.isfinite(result):

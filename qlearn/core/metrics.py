@@ -7,7 +7,7 @@ import math
 import torch
 from tqdm.auto import tqdm
 
-from .validation import check_bool, check_float_tensor, check_same_shape
+from .validation import check_bool, check_float_tensor, check_module, check_positive_int, check_same_shape
 
 
 def _pair(x, x_hat):
@@ -124,17 +124,23 @@ def perplexity(model: torch.nn.Module, tokenizer, text: str, window: int = 512, 
 def _next_token_logprobs(reference: torch.nn.Module, model: torch.nn.Module, tokenizer, text: str, window: int,
                          progress: bool):
     """Yield (log p_ref, log p_model), float64 (w, vocab), for each window of `window` tokens of `text`."""
+    vocab = {}
     for name, m in (("reference", reference), ("model", model)):
-        if not isinstance(m, torch.nn.Module):
-            raise TypeError(f"{name} must be a torch.nn.Module (a causal LM), got {type(m).__name__}")
+        check_module(m, name)
+        if not callable(getattr(m, "get_input_embeddings", None)):
+            raise TypeError(f"{name} must be a causal language model (a Hugging Face model with "
+                            f"get_input_embeddings(), such as load_llm()'s), got {type(m).__name__}")
+        vocab[name] = m.get_input_embeddings().num_embeddings
     if not callable(tokenizer):
         raise TypeError(f"tokenizer must be a Hugging Face tokenizer, got {type(tokenizer).__name__}")
     if not isinstance(text, str) or not text.strip():
         raise ValueError("text must be a non-empty string")
-    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-        raise ValueError(f"window must be a positive int (tokens per forward pass), got {window!r}")
+    check_positive_int(window, "window (tokens per forward pass)")
     check_bool(progress, "progress")
     ids = tokenizer(text, return_tensors="pt")["input_ids"]  # (1, n)
+    if ids.numel() == 0 or int(ids.max()) >= min(vocab.values()):
+        raise ValueError(f"the tokenizer gave {ids.numel()} token ids up to {int(ids.max()) if ids.numel() else None}: "
+                         f"both models need at least one id below their vocabularies {vocab}")
     with torch.no_grad():
         for begin in tqdm(range(0, ids.shape[1], window), desc="kl", disable=not progress):
             chunk = ids[:, begin:begin + window]  # (1, w)
@@ -142,6 +148,9 @@ def _next_token_logprobs(reference: torch.nn.Module, model: torch.nn.Module, tok
                     for m in (reference, model)]  # 2 x (w, vocab)
             if not all(bool(torch.isfinite(lp).all()) for lp in logp):
                 raise ValueError("a model produced NaN or inf log-probabilities; its weights or activations overflowed")
+            if logp[0].shape != logp[1].shape:
+                raise ValueError(f"the models' next-token distributions differ in size ({logp[0].shape[-1]} and "
+                                 f"{logp[1].shape[-1]} tokens): compare models that share a tokenizer")
             yield logp[0], logp[1]
 
 

@@ -12,7 +12,8 @@ Each checker returns the (normalised) value, so a check reads `bits = check_bits
     check_group_size(g, in_features)                None or a positive divisor of in_features
     check_module(model)                             a torch.nn.Module
     check_names(names, model)                       a list of module names of the model
-    check_float_dtype(dtype)                        a floating-point torch.dtype
+    check_float_dtype(dtype)                        a floating-point torch.dtype of 2 bytes or more
+    check_codes(codes, "codes", high=15)            a uint8 tensor of codes 0..high
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["MAX_BITS", "MIN_BITS", "WEIGHT_LIMIT", "check_bits", "check_bool", "check_choice", "check_float_dtype",
-           "check_float_tensor", "check_group_size", "check_inputs", "check_module", "check_names", "check_number",
-           "check_positive_int", "check_same_shape", "check_weight"]
+__all__ = ["MAX_BITS", "MIN_BITS", "WEIGHT_LIMIT", "check_bits", "check_bool", "check_choice", "check_codes",
+           "check_float_dtype", "check_float_tensor", "check_group_size", "check_inputs", "check_module",
+           "check_names", "check_number", "check_positive_int", "check_same_shape", "check_weight"]
 
 MIN_BITS, MAX_BITS = 2, 8
 # The largest weight magnitude a method accepts: scales and ranges are stored and computed in float32, and a
@@ -116,10 +117,24 @@ def check_names(names, model: nn.Module, name: str = "names") -> list[str]:
 
 
 def check_float_dtype(dtype, name: str = "dtype") -> torch.dtype:
-    """Return `dtype` if it is a floating-point torch.dtype (torch.float32, torch.float16, ...), else raise."""
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TypeError(f"{name} must be a floating-point torch.dtype such as torch.float32, got {dtype!r}")
+    """Return `dtype` if it is a floating-point torch.dtype of 2 bytes or more (float32, float16, bfloat16, float64).
+
+    The fp8 dtypes are refused: they hold codes (with a scale kept elsewhere), not values a layer computes in.
+    """
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point or dtype.itemsize == 1:
+        raise TypeError(f"{name} must be a floating-point torch.dtype of 2 bytes or more (torch.float32, float16, "
+                        f"bfloat16, float64), got {dtype!r}")
     return dtype
+
+
+def check_codes(codes, name: str = "codes", high: int = 255) -> torch.Tensor:
+    """Return `codes` if it is a uint8 tensor with every value in 0..high (the codes of a format), else raise."""
+    if not isinstance(codes, torch.Tensor) or codes.dtype != torch.uint8:
+        got = codes.dtype if isinstance(codes, torch.Tensor) else type(codes).__name__
+        raise TypeError(f"{name} must be a uint8 tensor of codes 0..{high}, got {got}")
+    if codes.numel() and int(codes.max()) > high:
+        raise ValueError(f"{name} must hold codes 0..{high}, got a code {int(codes.max())}")
+    return codes
 
 
 def check_float_tensor(x, name: str = "x", allow_empty: bool = False) -> torch.Tensor:

@@ -35,13 +35,22 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.granularity import PerChannel, PerTensor
-from ..core.validation import check_choice, check_inputs, check_positive_int, check_weight
+from ..core.validation import (
+    check_bool,
+    check_choice,
+    check_codes,
+    check_float_dtype,
+    check_float_tensor,
+    check_inputs,
+    check_positive_int,
+    check_weight,
+)
 from ..inference import serialize
-from ..inference.registry import QuantMethod, register_method
+from ..inference.registry import QuantMethod, get_method, register_method
 from .weight import QuantizedWeight
 
-__all__ = ["E4M3", "E5M2", "FORMATS", "FP8Linear", "FP8Weight", "FloatFormat", "GRANULARITIES", "check_float_dtype",
-           "decode", "encode", "fill_layer", "quantize_activations", "quantize_layer", "quantize_weight"]
+__all__ = ["E4M3", "E5M2", "FORMATS", "FP8Linear", "FP8Weight", "FloatFormat", "GRANULARITIES", "decode", "encode",
+           "fill_layer", "quantize_activations", "quantize_layer", "quantize_weight"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,18 @@ class FloatFormat:
     exponent_bits: int
     mantissa_bits: int
     special: str = "none"
+
+    def __post_init__(self):
+        if not isinstance(self.name, str):
+            raise TypeError(f"name must be a str such as 'e4m3', got {type(self.name).__name__}")
+        check_positive_int(self.exponent_bits, "exponent_bits")
+        check_positive_int(self.mantissa_bits, "mantissa_bits", minimum=0)
+        check_choice(self.special, "special", ("ieee", "fn", "none"))
+        if self.bits > 8:
+            raise ValueError(f"a FloatFormat has at most 8 bits (1 + exponent_bits + mantissa_bits), got {self.bits}")
+        if not self.magnitudes()[-1] > 0:
+            raise ValueError(f"{self.name} (e{self.exponent_bits}m{self.mantissa_bits}, special={self.special!r}) "
+                             "has no positive finite value")
 
     @property
     def bits(self) -> int:
@@ -115,6 +136,8 @@ def encode(x: torch.Tensor, fmt: FloatFormat) -> torch.Tensor:
 
     Shapes: x (...) float -> (...) uint8 codes S << (e + m) | magnitude index.
     """
+    check_float_tensor(x, "x", allow_empty=True)
+    _check_format(fmt)
     mags = fmt.magnitudes().to(x.device)  # (n,) float64
     a = x.double().abs().clamp(max=mags[-1])  # (...)
     lo = torch.searchsorted(mags, a.contiguous(), right=True) - 1  # largest value <= |x|
@@ -126,8 +149,18 @@ def encode(x: torch.Tensor, fmt: FloatFormat) -> torch.Tensor:
     return (index | sign).to(torch.uint8)
 
 
+def _check_format(fmt) -> None:
+    if not isinstance(fmt, FloatFormat):
+        raise TypeError(f"fmt must be a FloatFormat such as fp8.E4M3, got {type(fmt).__name__}")
+
+
 def decode(codes: torch.Tensor, fmt: FloatFormat) -> torch.Tensor:
-    """The value of each code. Shapes: codes (...) uint8 -> (...) float32."""
+    """The value of each code (NaN / inf for the codes the format reserves).
+
+    Shapes: codes (...) uint8 -> (...) float32.
+    """
+    _check_format(fmt)
+    check_codes(codes, "codes", 2 ** fmt.bits - 1)
     return fmt.code_values().float().to(codes.device)[codes.long()]
 
 
@@ -160,8 +193,9 @@ def _expand(scale: torch.Tensor, granularity: str, block_size, shape) -> torch.T
     """Block scales (ceil(out / b), ceil(in / b)) -> (out, in); tensor and row scales stay as they broadcast."""
     if granularity != "block":
         return scale
-    full = scale.repeat_interleave(block_size, 0).repeat_interleave(block_size, 1)  # (ob * b, ib * b)
-    return full[: shape[0], : shape[1]]  # (out, in)
+    rows = torch.arange(shape[0], device=scale.device) // block_size  # (out,) the block row of each row
+    cols = torch.arange(shape[1], device=scale.device) // block_size  # (in,)
+    return scale[rows[:, None], cols[None, :]]  # (out, in)
 
 
 def _amax(W: torch.Tensor, granularity: str, block_size) -> torch.Tensor:
@@ -171,9 +205,9 @@ def _amax(W: torch.Tensor, granularity: str, block_size) -> torch.Tensor:
         return A.amax().reshape(1, 1)
     if granularity == "channel":
         return A.amax(dim=1, keepdim=True)  # (out, 1)
-    b = block_size
-    A = F.pad(A, (0, (-A.shape[1]) % b, 0, (-A.shape[0]) % b))  # (ob * b, ib * b), zeros never raise a max
-    return A.reshape(A.shape[0] // b, b, A.shape[1] // b, b).amax(dim=(1, 3))  # (ob, b, ib, b) -> (ob, ib)
+    br, bc = min(block_size, A.shape[0]), min(block_size, A.shape[1])  # a block past the edge is the whole axis
+    A = F.pad(A, (0, (-A.shape[1]) % bc, 0, (-A.shape[0]) % br))  # (ob * br, ib * bc), zeros never raise a max
+    return A.reshape(A.shape[0] // br, br, A.shape[1] // bc, bc).amax(dim=(1, 3))  # (ob, br, ib, bc) -> (ob, ib)
 
 
 def quantize_weight(W: torch.Tensor, X: torch.Tensor | None = None, format: str = "fp8_e4m3",
@@ -201,17 +235,23 @@ def quantize_weight(W: torch.Tensor, X: torch.Tensor | None = None, format: str 
 def quantize_activations(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Dynamic per-row E4M3: scale = max(amax(row) / 448, tiny), x_q = e4m3(clamp(x / scale)).
 
-    Shapes: x (tokens, in) float -> x_q (tokens, in) float8_e4m3fn, scale (tokens, 1) float32.
+    Shapes: x (tokens, in) float, |x| within float32's range -> x_q (tokens, in) float8_e4m3fn, scale (tokens, 1)
+    float32.
     """
+    check_float_tensor(x, "x")
+    if x.ndim != 2:
+        raise ValueError(f"x must be 2-D (tokens, in_features), got shape {tuple(x.shape)}; flatten it with "
+                         f"x.reshape(-1, {x.shape[-1] if x.ndim else 1})")
+    largest = float(x.detach().abs().max())
+    if largest > torch.finfo(torch.float32).max:
+        raise ValueError(f"x holds values up to {largest:.3g}, beyond float32's range (the scales are float32)")
+    return _quantize_activations(x)
+
+
+def _quantize_activations(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """quantize_activations without the checks, for FP8Linear's forward (x (tokens, in))."""
     scale = (x.float().abs().amax(dim=1, keepdim=True) / E4M3.max).clamp(min=torch.finfo(torch.float32).tiny)
     return (x.float() / scale).clamp(-E4M3.max, E4M3.max).to(torch.float8_e4m3fn), scale
-
-
-def check_float_dtype(dtype) -> torch.dtype:
-    """Return `dtype` if it is float32, float16 or bfloat16 (the dtype a layer's reconstructed weight comes in)."""
-    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
-        raise TypeError(f"dtype (of the reconstructed weight) must be float32, float16 or bfloat16, got {dtype!r}")
-    return dtype
 
 
 @torch.no_grad()
@@ -241,6 +281,7 @@ class FP8Linear(nn.Module):
         self.format = check_choice(format, "format", tuple(FORMATS))
         self.granularity = check_choice(granularity, "granularity", GRANULARITIES)
         self.block_size = check_positive_int(block_size, "block_size")
+        check_bool(bias, "bias")
         self.activations = check_choice(activations, "activations", (None, "fp8_e4m3"))
         self.dtype = check_float_dtype(dtype)
         shape = torch.Size((out_features, in_features))
@@ -281,7 +322,7 @@ class FP8Linear(nn.Module):
         if self.activations is None:
             return F.linear(x, self.quantized_weight().dequantize().to(x.dtype), bias)
         x2 = x.reshape(-1, self.in_features)  # (tokens, in)
-        x_q, x_scale = quantize_activations(x2)
+        x_q, x_scale = _quantize_activations(x2)
         if self.granularity == "block":
             y = F.linear(x_q.float() * x_scale, self.quantized_weight().dequantize().float())  # (tokens, out)
         else:
@@ -299,8 +340,10 @@ def quantize_layer(name, linear, X, bits, granularity, symmetric, format="fp8_e4
                    fp8_activations=False) -> FP8Linear:
     """quantize_model's hook: FP8Linear.from_linear, one scale per PerTensor() / PerChannel() region, or per
     block_size x block_size block when block_size is an int (then leave granularity at PerChannel())."""
-    if not isinstance(fp8_activations, bool):
-        raise TypeError(f"fp8_activations must be True or False, got {fp8_activations!r}")
+    get_method("fp8").check_layer(linear, X, bits, granularity, symmetric)
+    check_bool(fp8_activations, "fp8_activations")
+    if isinstance(granularity, PerChannel) and granularity.axis not in (0, -2):
+        raise ValueError(f"fp8 keeps one scale per output row: granularity PerChannel(0), got {granularity!r}")
     if block_size is not None and not isinstance(granularity, PerChannel):
         raise ValueError(f"block_size={block_size!r} sets square blocks: leave granularity at PerChannel()")
     scaling = "block" if block_size is not None else "tensor" if isinstance(granularity, PerTensor) else "channel"

@@ -54,11 +54,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.granularity import PerChannel, PerTensor
-from ..core.validation import check_choice, check_inputs, check_positive_int, check_weight
+from ..core.validation import (
+    check_bits,
+    check_bool,
+    check_choice,
+    check_codes,
+    check_float_dtype,
+    check_float_tensor,
+    check_inputs,
+    check_positive_int,
+    check_weight,
+)
 from ..inference import serialize
-from ..inference.registry import QuantMethod, register_method
+from ..inference.registry import QuantMethod, get_method, register_method
 from . import fp8
-from .fp8 import E4M3, E5M2, FloatFormat, check_float_dtype, decode, encode, fill_layer
+from .fp8 import E4M3, E5M2, FloatFormat, decode, encode, fill_layer
 from .weight import QuantizedWeight
 
 __all__ = ["ALL_FORMATS", "E2M1", "E2M3", "E3M2", "FORMATS", "MXFormat", "MXLinear", "MXWeight", "e8m0_decode",
@@ -79,6 +89,12 @@ class MXFormat:
     block_size: int
     scale: str
 
+    def __post_init__(self):
+        if not isinstance(self.element, FloatFormat):
+            raise TypeError(f"element must be a FloatFormat such as mx.E2M1, got {type(self.element).__name__}")
+        check_positive_int(self.block_size, "block_size")
+        check_choice(self.scale, "scale", ("e8m0", "e4m3"))
+
 
 FORMATS = {
     "mxfp8_e4m3": MXFormat(E4M3, 32, "e8m0"), "mxfp8_e5m2": MXFormat(E5M2, 32, "e8m0"),
@@ -92,43 +108,70 @@ _TORCH_FP8 = {"e4m3": torch.float8_e4m3fn, "e5m2": torch.float8_e5m2}
 def e8m0_scale(amax: torch.Tensor, emax: int) -> torch.Tensor:
     """The MX shared-scale code: clamp(floor(log2(amax)) - emax, -127, 127) + 127.
 
-    floor(log2(amax)) is read from the float32 exponent field (exact); 0 and denormal amax read as -127.
-    Shapes: amax (...) float -> (...) uint8.
+    floor(log2(amax)) is read from the float32 exponent field (exact); 0 and denormal amax read as -127, amax
+    beyond float32's range as 128 (the code saturates at 254 either way).
+    Shapes: amax (...) float, >= 0 -> (...) uint8.
     """
+    check_float_tensor(amax, "amax", allow_empty=True)
+    check_positive_int(emax, "emax", minimum=0)
+    if amax.numel() and bool((amax < 0).any()):
+        raise ValueError("amax must be >= 0 (the largest |W| of each block), got a negative value")
     exponent = ((amax.float().view(torch.int32) >> 23) & 0xFF) - 127  # (...) floor(log2(amax))
     return ((exponent - emax).clamp(-E8M0_BIAS, E8M0_BIAS) + E8M0_BIAS).to(torch.uint8)
 
 
 def e8m0_decode(code: torch.Tensor) -> torch.Tensor:
-    """2^(code - 127), exact in float32 (2^-127 is a float32 denormal). Shapes: (...) uint8 -> (...) float32."""
+    """2^(code - 127), exact in float32 (2^-127 is a float32 denormal). Shapes: (...) uint8 -> (...) float32.
+
+    Code 255 is E8M0's NaN and is refused.
+    """
+    check_codes(code, "code", 254)
     return torch.exp2(code.double() - E8M0_BIAS).float()
+
+
+def _check_element_bits(bits) -> None:
+    check_bits(bits)
+    if bits not in (4, 6, 8):
+        raise ValueError(f"bits must be 4, 6 or 8 (the FP4, FP6 and FP8 elements), got {bits}")
 
 
 def pack(codes: torch.Tensor, bits: int) -> torch.Tensor:
     """Pack element codes along the last axis (layouts in the module docstring): 4 -> two per byte, 6 -> four
     in three bytes, 8 -> as is. Shapes: codes (..., n) uint8, n a multiple of 4 -> (..., n * bits / 8) uint8."""
+    _check_element_bits(bits)
+    check_codes(codes, "codes", 2 ** bits - 1)
+    per = {4: 2, 6: 4, 8: 1}[bits]  # codes per whole number of bytes
+    if codes.ndim == 0 or codes.shape[-1] % per:
+        raise ValueError(f"{bits}-bit codes are packed {per} at a time: the last axis needs a multiple of {per} "
+                         f"codes, got shape {tuple(codes.shape)}")
     if bits == 8:
         return codes
     c = codes.to(torch.int32)
     if bits == 4:
         return (c[..., 0::2] | c[..., 1::2] << 4).to(torch.uint8)  # (..., n / 2)
-    c = c.reshape(*c.shape[:-1], -1, 4)  # (..., n / 4, 4)
+    c = c.reshape(*c.shape[:-1], c.shape[-1] // 4, 4)  # (..., n / 4, 4)
     word = c[..., 0] | c[..., 1] << 6 | c[..., 2] << 12 | c[..., 3] << 18  # (..., n / 4) 24 bits each
     packed = torch.stack([word & 0xFF, (word >> 8) & 0xFF, word >> 16], dim=-1)  # (..., n / 4, 3)
-    return packed.reshape(*codes.shape[:-1], -1).to(torch.uint8)  # (..., 3n / 4)
+    return packed.reshape(*codes.shape[:-1], codes.shape[-1] // 4 * 3).to(torch.uint8)  # (..., 3n / 4)
 
 
 def unpack(packed: torch.Tensor, bits: int) -> torch.Tensor:
     """Inverse of `pack`. Shapes: (..., n * bits / 8) uint8 -> (..., n) uint8."""
+    _check_element_bits(bits)
+    check_codes(packed, "packed")
+    if packed.ndim == 0 or (bits == 6 and packed.shape[-1] % 3):
+        raise ValueError(f"packed {bits}-bit codes need a last axis{' of a multiple of 3 bytes' * (bits == 6)}, got "
+                         f"shape {tuple(packed.shape)}")
     if bits == 8:
         return packed
     p = packed.to(torch.int32)
     if bits == 4:
-        return torch.stack([p & 0xF, p >> 4], dim=-1).reshape(*p.shape[:-1], -1).to(torch.uint8)  # (..., n)
-    b = p.reshape(*p.shape[:-1], -1, 3)  # (..., n / 4, 3)
+        pairs = torch.stack([p & 0xF, p >> 4], dim=-1)  # (..., n / 2, 2)
+        return pairs.reshape(*p.shape[:-1], p.shape[-1] * 2).to(torch.uint8)  # (..., n)
+    b = p.reshape(*p.shape[:-1], p.shape[-1] // 3, 3)  # (..., n / 4, 3)
     word = b[..., 0] | b[..., 1] << 8 | b[..., 2] << 16  # (..., n / 4)
     codes = torch.stack([(word >> s) & 0x3F for s in (0, 6, 12, 18)], dim=-1)  # (..., n / 4, 4)
-    return codes.reshape(*p.shape[:-1], -1).to(torch.uint8)  # (..., n)
+    return codes.reshape(*p.shape[:-1], p.shape[-1] // 3 * 4).to(torch.uint8)  # (..., n)
 
 
 def _encode(x: torch.Tensor, element: FloatFormat) -> torch.Tensor:
@@ -248,6 +291,7 @@ class MXLinear(nn.Module):
         self.in_features = check_positive_int(in_features, "in_features")
         self.out_features = check_positive_int(out_features, "out_features")
         self.format = check_choice(format, "format", tuple(FORMATS))
+        check_bool(bias, "bias")
         spec = FORMATS[format]
         if in_features % spec.block_size:
             raise ValueError(f"{format} needs in_features divisible by {spec.block_size}, got {in_features}")
@@ -301,9 +345,13 @@ def quantize_layer(name, linear, X, bits, granularity, symmetric, format="mxfp4"
                    fp8_activations=False) -> nn.Module:
     """quantize_model's hook: MXLinear for the block formats; the fp8_* formats go to fp8.quantize_layer
     (granularity PerTensor() / PerChannel(), block_size, fp8_activations). bits: 8 (the default) or the element's."""
+    get_method("mx").check_layer(linear, X, bits, granularity, symmetric)
     check_choice(format, "format", ALL_FORMATS)
+    check_bool(fp8_activations, "fp8_activations")
     if format in fp8.FORMATS:
-        return fp8.quantize_layer(name, linear, X, 8, granularity, symmetric, format, block_size, fp8_activations)
+        if bits != 8:
+            raise ValueError(f"{format} stores 8 bits per weight: leave bits at 8, got {bits}")
+        return fp8.quantize_layer(name, linear, X, bits, granularity, symmetric, format, block_size, fp8_activations)
     element_bits = FORMATS[format].element.bits
     if bits not in (8, element_bits) or not isinstance(granularity, PerChannel) or block_size is not None \
             or fp8_activations:

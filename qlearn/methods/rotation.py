@@ -31,9 +31,17 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..core.validation import check_bool, check_module, check_positive_int
+from ..core.validation import check_bool, check_float_tensor, check_module, check_positive_int
 
-__all__ = ["LLAMA", "DecoderLayout", "OnlineHadamard", "hadamard", "hadamard_transform", "rotate_model"]
+__all__ = ["LLAMA", "MAX_HADAMARD", "DecoderLayout", "OnlineHadamard", "hadamard", "hadamard_transform", "rotate_model"]
+
+
+MAX_HADAMARD = 2 ** 16  # the largest dense matrix hadamard builds: 65536^2 float64 = 32 GiB
+
+
+def _check_seed(seed) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {seed!r}")
 
 
 def hadamard(n: int, random_signs: bool = False, seed: int = 0) -> torch.Tensor:
@@ -43,7 +51,11 @@ def hadamard(n: int, random_signs: bool = False, seed: int = 0) -> torch.Tensor:
     Shapes: -> (n, n) float64.
     """
     check_positive_int(n, "n")
+    if n > MAX_HADAMARD:
+        raise ValueError(f"n={n} is too large: hadamard(n) is a dense (n, n) float64 matrix (n^2 * 8 bytes), n up to "
+                         f"{MAX_HADAMARD}; hadamard_transform(x) multiplies by it without building it")
     check_bool(random_signs, "random_signs")
+    _check_seed(seed)
     block = n & -n  # the largest power of two dividing n: 576 -> 64
     H = torch.ones(1, 1, dtype=torch.float64)
     while H.shape[0] < block:
@@ -59,12 +71,21 @@ def hadamard(n: int, random_signs: bool = False, seed: int = 0) -> torch.Tensor:
 def hadamard_transform(x: torch.Tensor) -> torch.Tensor:
     """x @ hadamard(n) without the matrix: the fast Walsh-Hadamard butterflies, log2(b) add / subtract passes.
 
-    Each pass pairs the entries h apart inside runs of 2h: (a, c) -> (a + c, a - c), h = 1, 2, 4, ..., b / 2.
+    Each pass pairs the entries h apart inside runs of 2h: (a, c) -> (a + c, a - c), h = 1, 2, 4, ..., b / 2,
+    in float32 at least (float16's partial sums would overflow near 65504), rounded back to x's dtype at the end.
     Shapes: x (..., n) -> (..., n), the same dtype.
     """
+    check_float_tensor(x, "x")
+    if x.ndim == 0:
+        raise ValueError("x must have at least one dim (..., n), got a 0-d tensor")
+    return _hadamard_transform(x)
+
+
+def _hadamard_transform(x: torch.Tensor) -> torch.Tensor:
+    """hadamard_transform without the checks, for OnlineHadamard's forward."""
     n = x.shape[-1]
     block = n & -n
-    y = x.reshape(-1, n // block, block)  # (rows, n / b, b)
+    y = x.to(torch.promote_types(x.dtype, torch.float32)).reshape(-1, n // block, block)  # (rows, n / b, b)
     h = 1
     while h < block:
         y = y.reshape(y.shape[0], n // block, block // (2 * h), 2, h)  # (rows, n / b, b / 2h, 2, h)
@@ -81,10 +102,12 @@ class OnlineHadamard(nn.Module):
 
     def __init__(self, linear: nn.Module):
         super().__init__()
+        if not isinstance(linear, nn.Linear):
+            raise TypeError(f"linear must be an nn.Linear (the down_proj to wrap), got {type(linear).__name__}")
         self.linear = linear
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(hadamard_transform(x))
+        return self.linear(_hadamard_transform(x))
 
 
 @dataclass(frozen=True)
@@ -100,6 +123,31 @@ class DecoderLayout:
         ("post_attention_layernorm", ("mlp.gate_proj", "mlp.up_proj")))
     outputs: tuple[str, ...] = ("self_attn.o_proj", "mlp.down_proj")
     online: str = "mlp.down_proj"
+
+    def __post_init__(self):
+        for field in ("layers", "final_norm", "head", "online"):
+            _check_name(getattr(self, field), field)
+        for field in ("embeddings", "outputs"):
+            _check_names(getattr(self, field), field)
+        fuses = self.norm_fuses
+        if not isinstance(fuses, tuple) or not all(isinstance(f, tuple) and len(f) == 2 for f in fuses):
+            raise TypeError(f"norm_fuses must be a tuple of (norm name, tuple of linear names) pairs, got "
+                            f"{fuses!r:.80}")
+        for norm, linears in fuses:
+            _check_name(norm, "a norm_fuses norm")
+            _check_names(linears, "a norm_fuses entry's linears")
+
+
+def _check_name(value, field: str) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{field} must be a module name (str), got {type(value).__name__} {value!r:.80}")
+
+
+def _check_names(value, field: str) -> None:
+    if not isinstance(value, tuple):
+        raise TypeError(f"{field} must be a tuple of module names, got {type(value).__name__} {value!r:.80}")
+    for name in value:
+        _check_name(name, f"each of {field}")
 
 
 LLAMA = DecoderLayout()
@@ -136,23 +184,30 @@ def rotate_model(model: nn.Module, layout: DecoderLayout = LLAMA, random_signs: 
         raise TypeError(f"layout must be a DecoderLayout (qlearn.methods.rotation.LLAMA fits Llama-style models), "
                         f"got {type(layout).__name__}")
     check_bool(online_hadamard, "online_hadamard")
+    check_bool(random_signs, "random_signs")
+    _check_seed(seed)
     try:
         blocks = list(model.get_submodule(layout.layers))
         embeddings = [model.get_submodule(name) for name in layout.embeddings]
         final_norm, head = model.get_submodule(layout.final_norm), model.get_submodule(layout.head)
         for block in blocks:
-            for name in [n for _, names in layout.norm_fuses for n in names] + list(layout.outputs):
+            for name in [n for norm, names in layout.norm_fuses for n in (norm, *names)] + list(layout.outputs):
                 block.get_submodule(name)
+        onlines = [block.get_submodule(layout.online) for block in blocks]
     except AttributeError as err:
         raise ValueError(f"the model does not match the layout {layout}: {err}") from err
-    if any(type(block.get_submodule(layout.online)) is OnlineHadamard for block in blocks):
+    if any(type(down) is OnlineHadamard for down in onlines):
         raise ValueError("this model is already rotated (it has OnlineHadamard layers); rotate the original")
+    if online_hadamard and not all(isinstance(down, nn.Linear) for down in onlines):
+        raise ValueError(f"the layout's online module {layout.online!r} must be an nn.Linear in every block (rotate "
+                         "before quantizing)")
+    # every matrix first, so that a refusal leaves the model untouched
+    Q = hadamard(head.weight.shape[1], random_signs, seed).to(head.weight.device)  # (d, d)
+    H = {n: hadamard(n) for n in {down.in_features for down in onlines}} if online_hadamard else {}  # (in, in) each
     if any(head.weight is e.weight for e in embeddings):  # untie: the head gets the final gain, the embedding not
         head.weight = nn.Parameter(head.weight.detach().clone())
         if getattr(getattr(model, "config", None), "tie_word_embeddings", False):
             model.config.tie_word_embeddings = False
-    d = head.weight.shape[1]
-    Q = hadamard(d, random_signs, seed).to(head.weight.device)  # (d, d)
     for e in embeddings:
         _set(e, "weight", e.weight.detach().double() @ Q)  # (vocab, d) rows rotated
     for block in blocks:
@@ -169,8 +224,7 @@ def rotate_model(model: nn.Module, layout: DecoderLayout = LLAMA, random_signs: 
                 _set(linear, "bias", linear.bias.detach().double() @ Q)
         if online_hadamard:
             down = block.get_submodule(layout.online)
-            H = hadamard(down.in_features).to(down.weight.device)  # (in, in)
-            _set(down, "weight", down.weight.detach().double() @ H)
+            _set(down, "weight", down.weight.detach().double() @ H[down.in_features].to(down.weight.device))
             parent, _, child = layout.online.rpartition(".")
             setattr(block.get_submodule(parent), child, OnlineHadamard(down))
     _fold_norm(final_norm, [head])

@@ -78,6 +78,10 @@ def test_partial_blocks_and_edge_values():
         fp8.quantize_weight(W, format="fp8_e3m4")
     with pytest.raises(TypeError, match="dtype"):
         fp8.FP8Linear(8, 8, dtype=torch.int8)
+    with pytest.raises(TypeError, match="dtype"):
+        fp8.FP8Linear(8, 8, dtype=torch.float8_e4m3fn)  # codes, not a dtype to compute in
+    huge = fp8.quantize_weight(W[:16, :64], granularity="block", block_size=10**9)  # one block, nothing padded to it
+    assert torch.equal(huge.dequantize(), fp8.quantize_weight(W[:16, :64], granularity="tensor").dequantize())
 
 
 def test_scaled_mm_layer_equals_its_emulation_and_weight_only_equals_dequantize():

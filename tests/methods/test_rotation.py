@@ -68,6 +68,26 @@ def test_rotate_model_rejects_a_model_of_another_layout():
         rotation.rotate_model(tiny_llama(), layout={"layers": "model.layers"})
 
 
+def test_a_refused_rotation_leaves_the_model_untouched():
+    model = tiny_llama(tied=True)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    for bad in (dict(seed=2.5), dict(random_signs=1), dict(layout=rotation.DecoderLayout(online="mlp.act_fn"))):
+        with pytest.raises((TypeError, ValueError)):
+            rotation.rotate_model(model, **bad)
+    assert model.lm_head.weight is model.model.embed_tokens.weight  # still tied
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    with pytest.raises(TypeError, match="module name"):
+        rotation.DecoderLayout(layers=None)
+
+
+def test_the_fast_transform_of_float16_near_its_largest_value_stays_finite():
+    x = torch.randn(4, 64, generator=torch.Generator().manual_seed(0)).half()
+    x[:, 0] = 65504.0  # float16's partial sums in the butterflies would overflow
+    y = rotation.hadamard_transform(x)
+    assert y.dtype == torch.float16 and torch.isfinite(y).all()
+    assert torch.allclose(y.double(), x.double() @ rotation.hadamard(64), rtol=1e-3, atol=1.0)
+
+
 @pytest.mark.real_llm
 def test_rotated_smollm2_logits_and_flatter_hidden_states(llm_cache):
     from qlearn.data import llm
