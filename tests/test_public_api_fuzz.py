@@ -426,6 +426,9 @@ CALLS: dict[str, Entry] = {
                              accepts={"x": NON_FINITE_IDS}),
     "kernels.select": E(qlearn.inference.kernels.select, lambda: dict(layer=quant_linear(), x=X()),
                         accepts={"x": NON_FINITE_IDS}),
+    "kernels.choose": E(qlearn.inference.kernels.choose, lambda: dict(layer=quant_linear(), x=X()),
+                        accepts={"x": NON_FINITE_IDS}),
+    "kernels.int_mm_is_exact": E(qlearn.inference.kernels.int_mm_is_exact, lambda: dict(device_type="cpu")),
     "linear.check_weight_granularity": E(qlearn.inference.linear.check_weight_granularity, lambda: dict(
         granularity=PerGroup(16), shape=(16, 64))),
     "linear.check_activations": E(qlearn.inference.linear.check_activations, lambda: dict(
@@ -710,6 +713,7 @@ SKIP = {
     "ggml_quants.GGMLWeight": "a result container of ggml_quants.quantize_weight (fuzzed there)",
     "ggml_quants.pack_blocks": "the exporter's inner writer of already checked codes and scales (its refusals are "
                                "tested in tests/methods/test_ggml_quants.py)",
+    "kernels.Plan": "a result record of kernels.choose (fuzzed there)",
     "kv_cache.QuantizedKV": "a result container of kv_cache.quantize_kv (fuzzed there)",
     "kv_cache.QuantizedKVLayer": "built by QuantizedKVCache from checked settings (fuzzed there)",
     "gguf_export.grid_blocks": "the exporter's inner step on a QuantLinear it has checked (tested through export_gguf)",
@@ -725,10 +729,6 @@ SKIP = {
 _KERNELS = "owned by the kernels engineer (qlearn/inference/kernels.py), fix pending: "
 _SERIALIZE = "owned by the serialize engineer (qlearn/inference/serialize.py), fix pending: "
 OWNED = {
-    "kernels.select_name-x-int": _KERNELS + "an integer input gets a kernel name instead of a TypeError",
-    "kernels.select_name-x-bool": _KERNELS + "a bool input gets a kernel name instead of a TypeError",
-    "kernels.select-x-int": _KERNELS + "an integer input gets a kernel (None) instead of a TypeError",
-    "kernels.select-x-bool": _KERNELS + "a bool input gets a kernel (None) instead of a TypeError",
 }
 
 # Cases where another outcome is right: {case id: (exception type, reason)}.

@@ -305,6 +305,8 @@ def _check(layer, x, caller: str) -> None:
         raise TypeError(f"{caller} needs a quantized linear layer (a QuantLinear: a module with "
                         f"{', '.join(LAYER_ATTRIBUTES[:4])}, ...) and an input tensor, got "
                         f"{type(layer).__name__} and {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{caller}: a QuantLinear takes floating-point inputs, got {x.dtype}")
 
 
 def _choose(layer, x) -> Plan:
