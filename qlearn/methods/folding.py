@@ -203,7 +203,7 @@ def check_unchanged(reference: torch.Tensor, output: torch.Tensor, dtype: torch.
         raise TypeError(f"output must be a floating-point tensor, got {type(output).__name__}")
     check_same_shape(reference, output, ("reference", "output"))
     check_float_dtype(dtype)
-    reference, output = reference.float(), output.float()
+    reference, output = reference.detach().float(), output.detach().float()
     change, top = float((output - reference).abs().max()), float(reference.abs().max())
     rtol = FOLD_RTOL.get(dtype, 1e-3)
     if not change <= rtol * top:  # also catches NaN
