@@ -9,14 +9,23 @@ which imports its torchao quantizer) logs, as warnings on stderr:
     torch.utils._pytree:  "<enum 'KernelPreference'> is an Enum subclass ... Calling register_constant()
                           on Enum subclasses is deprecated ...": torchao registering its own enums.
 
-Both are `logging` records, so a `logging.Filter` on exactly those two loggers, matching exactly
-those messages, removes them; any other record of those loggers (or any `warnings.warn`) still shows.
+Using bitsandbytes' 4-bit CPU functions (notebooks 08 and 10) logs once, on a CPU with AVX-512 bf16:
+
+    bitsandbytes.backends.cpu.ops: "Failed to load CPU gemm_4bit_forward from kernels-community: ...
+                          Please make sure you already `pip install kernels` ...": an optional faster
+                          kernel from the Hugging Face Hub; bitsandbytes falls back to its own, and
+                          qlearn only compares codes with it.
+
+All are `logging` records, so a `logging.Filter` on exactly those loggers, matching exactly those
+messages, removes them; any other record of those loggers (or any `warnings.warn`) still shows.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+
+__all__ = ["silence_known_import_noise", "silence_torchao_import_noise"]
 
 # torchao's optional kernels whose load failure is expected and harmless for qlearn.
 _SO_FAILURE = re.compile(r"^Failed to load \S*torchao[/\\]_C_(mxfp8|cutlass_90a)[^/\\\s]*\.so: ")
@@ -40,13 +49,24 @@ class _KnownNoise(logging.Filter):
         return False
 
 
+_KERNELS_HUB = re.compile(r"^Failed to load CPU gemm_4bit_forward from kernels-community: ")
 _FILTERS = {"torchao": _KnownNoise(_SO_FAILURE),
             "torch.utils._pytree": _KnownNoise(_ENUM_REGISTRATION, torchao_enum_only=True)}
+_ALL_FILTERS = {**_FILTERS, "bitsandbytes.backends.cpu.ops": _KnownNoise(_KERNELS_HUB)}
 
 
-def silence_torchao_import_noise() -> None:
-    """Install the two filters (idempotent). Call it before the import that may pull in torchao."""
-    for name, noise in _FILTERS.items():
+def _install(filters: dict[str, logging.Filter]) -> None:
+    for name, noise in filters.items():
         logger = logging.getLogger(name)
         if noise not in logger.filters:
             logger.addFilter(noise)
+
+
+def silence_torchao_import_noise() -> None:
+    """Install the two torchao filters (idempotent). Call it before the import that may pull in torchao."""
+    _install(_FILTERS)
+
+
+def silence_known_import_noise() -> None:
+    """Install every filter above, torchao's and bitsandbytes' (idempotent): call it before those imports."""
+    _install(_ALL_FILTERS)

@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..core.quiet import silence_torchao_import_noise
 from ..core.validation import check_bool
 from .models import quiet_hf_progress
 
@@ -133,6 +134,7 @@ def load_llm(model_id: str | None = None, dtype: torch.dtype = torch.float32, pr
 
     _check_dtype(dtype)
     check_bool(progress, "progress")
+    silence_torchao_import_noise()  # from_pretrained imports transformers' torchao quantizer, hence torchao
     if model_id is not None and (not isinstance(model_id, str) or not model_id.strip()):
         raise TypeError(f"model_id must be a Hugging Face causal-LM id such as {SMOLLM2!r} or None, got {model_id!r}")
     if model_id is None:

@@ -13,8 +13,9 @@ import math
 
 import matplotlib.pyplot as plt
 import torch
+from matplotlib.colors import PowerNorm
 
-from ..core.validation import check_float_tensor
+from ..core.validation import check_bool, check_float_tensor
 
 
 def _matrix(X, name: str) -> torch.Tensor:
@@ -42,27 +43,33 @@ def _dims(dims, size: int) -> list[int]:
 def activation_heatmap(X: torch.Tensor, title: str = "|X|", dims=None):
     """|X_tj| as an image, tokens down and channels across; `dims` are labelled on the x axis.
 
+    The colours follow sqrt(|x|) (a power norm), so that a channel that is large in every token shows as a stripe
+    even next to a single much larger value.
     Shapes: X (tokens, in) -> a Figure with the image and a colorbar.
     """
     A = _matrix(X, "X").abs()
     dims = _dims(dims, A.shape[1])
-    fig, ax = plt.subplots(figsize=(8, 3.2))
-    im = ax.imshow(A.numpy(), aspect="auto", cmap="magma", interpolation="nearest")
-    fig.colorbar(im, ax=ax, label="|x|", pad=0.01)
+    fig, ax = plt.subplots(figsize=(9, 3.6))
+    im = ax.imshow(A.numpy(), aspect="auto", cmap="magma", interpolation="nearest",
+                   norm=PowerNorm(gamma=0.5, vmin=0.0, vmax=float(A.max()) or 1.0))
+    fig.colorbar(im, ax=ax, label="|x| (square-root colour scale)", pad=0.01)
     for d in dims:
         ax.annotate(str(d), (d, 0), xytext=(0, 4), textcoords="offset points", ha="center", va="bottom",
-                    fontsize=7, color="tab:red", annotation_clip=False)
+                    fontsize=9, fontweight="bold", color="tab:red", annotation_clip=False)
     ax.set_xlabel("channel (hidden dimension)")
     ax.set_ylabel("token")
-    ax.set_title(title, pad=14 if dims else 6)
+    ax.set_title(title, pad=18 if dims else 6)
     fig.tight_layout()
     return fig
 
 
-def channel_max_plot(absmax: dict, dims=None, threshold: float | None = None, title: str | None = None):
+def channel_max_plot(absmax: dict, dims=None, threshold: float | None = None, title: str | None = None,
+                     log_y: bool = False):
     """One panel per layer: max over tokens of |X_j| for every channel j; `dims` labelled on top.
 
-    In each panel a dim gets a red dot where it reaches `threshold` (everywhere when threshold is None).
+    In each panel a dim gets a red dot where it reaches `threshold` (everywhere when threshold is None); without
+    `dims`, every channel that reaches `threshold` gets one. The panels share one y axis, logarithmic when `log_y`
+    (for maxima that differ by orders of magnitude from layer to layer).
     Shapes: absmax {layer name: (in,)} (all the same in) -> a Figure with len(absmax) rows.
     """
     if not isinstance(absmax, dict) or not absmax:
@@ -75,16 +82,24 @@ def channel_max_plot(absmax: dict, dims=None, threshold: float | None = None, ti
     if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
                                   or not math.isfinite(threshold)):
         raise TypeError(f"threshold must be a finite number or None, got {threshold!r}")
+    check_bool(log_y, "log_y")
     fig, axes = plt.subplots(len(vecs), 1, figsize=(8, 0.95 * len(vecs) + 1.3), sharex=True, squeeze=False)
     top = max(float(v.max()) for v in vecs.values())
+    positive = [float(v[v > 0].min()) for v in vecs.values() if bool((v > 0).any())]
     for ax, (name, v) in zip(axes[:, 0], vecs.items()):
         ax.plot(v.numpy(), lw=0.7, color="tab:blue")
-        marked = [d for d in dims if threshold is None or float(v[d]) >= threshold]
+        candidates = dims if dims or threshold is None else range(v.numel())
+        marked = [d for d in candidates if threshold is None or float(v[d]) >= threshold]
         ax.plot(marked, v[marked].numpy(), "o", ms=4, color="tab:red",
-                label="outlier dims" + ("" if threshold is None else f" (max|x| >= {threshold:g})"))
+                label=("outlier dims" if dims else "channels") +
+                      ("" if threshold is None else f" with max|x| >= {threshold:g}"))
         if threshold is not None:
             ax.axhline(threshold, color="k", ls="--", lw=0.7, label=f"|x| = {threshold:g}")
-        ax.set_ylim(0, 1.1 * top)
+        if log_y:
+            ax.set_yscale("log")
+            ax.set_ylim(min(positive, default=1e-3) / 1.5, 2 * top)
+        else:
+            ax.set_ylim(0, 1.1 * top)
         ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
         ax.tick_params(labelsize=7)
     first, last_x, level = axes[0, 0], None, 0

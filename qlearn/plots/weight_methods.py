@@ -8,10 +8,12 @@ from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import torch
+from matplotlib.text import Text
+from matplotlib.transforms import Bbox
 
-from ..core.validation import check_bits, check_float_tensor
 from ..core.granularity import PerChannel
 from ..core.primitives import choose_qparams, fake_quantize
+from ..core.validation import check_bits, check_float_tensor
 from ..methods.gptq import hessian, inverse_hessian_factor
 
 
@@ -47,29 +49,38 @@ def nf4_codebook_plot(code: torch.Tensor, weights: torch.Tensor | None = None, a
     return ax.figure
 
 
-def hqq_error_plot(histories: Mapping[str, Sequence[float]], baselines: Mapping[str, float] | None = None, ax=None):
-    """HQQ's mean |W - W_hat| at every solver iteration, one line per label; optional dashed baselines (RTN).
+def hqq_error_plot(histories: Mapping[str, Sequence[float]], baselines: Mapping[str, float] | None = None):
+    """HQQ's mean |W - W_hat| at every solver iteration, one panel per label, each with its own y axis (the errors
+    of different widths differ several fold, and one shared axis would flatten every curve); optional dashed
+    baselines (RTN) in the same panels.
 
     Shapes: histories label -> (iterations,) floats; baselines label -> float. Returns the figure.
     """
     if not isinstance(histories, Mapping) or not histories:
         raise TypeError("histories must be a non-empty dict of label -> sequence of errors")
-    if ax is None:
-        _, ax = plt.subplots(figsize=(7, 3.4))
-    for (label, history), colour in zip(histories.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
+    fig, axes = plt.subplots(1, len(histories), figsize=(3.3 * len(histories) + 1.6, 3.4), squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, (label, history), colour in zip(axes[0], histories.items(), colours):
         values = [float(v) for v in history]
         if not values:
             raise ValueError(f"history {label!r} is empty")
-        ax.plot(range(len(values)), values, "o-", ms=3, color=colour, label=f"HQQ {label}")
+        ax.plot(range(len(values)), values, "o-", ms=3, color=colour, label="HQQ")
         if baselines and label in baselines:
-            ax.axhline(float(baselines[label]), color=colour, ls="--", lw=1, label=f"RTN {label}")
-    ax.set_xlabel("iteration (0 = the min-max start, RTN's zero point)")
-    ax.set_ylabel("mean |W - W_hat|")
-    ax.set_title("HQQ: each half-quadratic step moves the zero point, the error falls")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
-    ax.figure.tight_layout()
-    return ax.figure
+            ax.axhline(float(baselines[label]), color=colour, ls="--", lw=1, label="RTN")
+        shown = values + ([float(baselines[label])] if baselines and label in baselines else [])
+        low, high = min(shown), max(shown)
+        pad = 0.15 * (high - low) or 0.05 * abs(high) or 1.0
+        ax.set_ylim(low - pad, high + pad)
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("iteration")
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=8)
+        ax.legend(fontsize=8, loc="center right")
+    axes[0, 0].set_ylabel("mean |W - W_hat|")
+    fig.suptitle("HQQ: each half-quadratic step moves the zero point, the error falls "
+                 "(iteration 0 = the min-max start)", fontsize=10)
+    fig.tight_layout()
+    return fig
 
 
 def obs_step(W: torch.Tensor, X: torch.Tensor, bits: int, column: int = 0, damp: float = 0.01):
@@ -100,28 +111,36 @@ def obs_step(W: torch.Tensor, X: torch.Tensor, bits: int, column: int = 0, damp:
 def obs_plot(W: torch.Tensor, X: torch.Tensor, bits: int = 2, column: int = 0, row: int = 0, n: int = 24):
     """GPTQ's idea in one picture: round one column, then let the not-yet-rounded weights absorb its error.
 
-    Left: row `row`'s first `n` weights before and after the update. Right: the layer's output error
-    mean((X W^T - X W'^T)^2) with column `column` rounded alone, and rounded with the update.
+    Left: how much each of row `row`'s later weights (of the first `n`) changes, W' - W: the update that compensates,
+    drawn at its own scale (it is small next to the weights and to the rounding error of `column`, which the legend
+    prints).
+    Right: the layer's output error mean((X W^T - X W'^T)^2) with column `column` rounded alone, and rounded with
+    the update (log scale: the update removes most of it).
     Shapes: W (out, in), X (tokens, in). Returns the figure.
     """
     rounded, compensated = obs_step(W, X, bits, column)
     W32, X32 = W.float(), X.float()
     errs = [float((X32 @ (W32 - V).T).square().mean()) for V in (rounded, compensated)]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.4), gridspec_kw={"width_ratios": [2.2, 1]})
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [2.2, 1]})
     k = torch.arange(min(n, W.shape[1]))
-    left.plot(k.numpy(), W32[row, :len(k)].numpy(), "o", ms=5, label="float weights")
-    left.plot(k.numpy(), compensated[row, :len(k)].numpy(), "x", ms=6, label="after the update")
-    left.annotate("rounded", (column, float(rounded[row, column])), textcoords="offset points", xytext=(6, -14),
-                  fontsize=8)
+    change = (compensated[row, :len(k)] - W32[row, :len(k)]).numpy()  # (n,)
+    later = k[k > column].numpy()
+    left.bar(later, change[later], color="tab:green", label="later columns: the update (this scale)")
+    left.axhline(0, color="black", lw=0.6)
+    left.axvspan(column - 0.45, column + 0.45, color="tab:red", alpha=0.25,
+                 label=f"column {column}: rounded, moved by {change[column]:+.4f}")
+    left.set_xlim(-0.8, len(k) - 0.2)
     left.set_xlabel(f"input column (row {row})")
-    left.set_ylabel("weight")
-    left.set_title(f"column {column} rounded to {bits} bits, the later columns shift to compensate")
+    left.set_ylabel("change of the weight, W' - W")
+    left.set_title(f"column {column} rounded to {bits} bits, the later columns shift to compensate", fontsize=10)
     left.legend(loc="upper left", bbox_to_anchor=(0.0, -0.2), ncol=2, fontsize=8)
+    left.grid(alpha=0.3, axis="y")
     bars = right.bar(["round only", "round + update"], errs, color=["tab:red", "tab:green"])
     right.bar_label(bars, fmt="%.2e", fontsize=8)
-    right.set_ylabel("output MSE")
-    right.set_title("the layer's output error")
-    right.set_ylim(0, max(errs) * 1.25)
+    right.set_yscale("log")
+    right.set_ylabel("output MSE (log scale)")
+    right.set_title("the layer's output error", fontsize=10)
+    right.set_ylim(min(errs) / 3, max(errs) * 5)
     fig.tight_layout()
     return fig
 
@@ -158,32 +177,71 @@ def awq_plot(x_mean: torch.Tensor, alphas: Sequence[float], losses: Sequence[flo
     return fig
 
 
+def _place_labels(ax, items, step: float = 9.0, tries: int = 24) -> list:
+    """Write each label beside its point, moved up or down (with a thin leader line) until it overlaps no other
+    label and stays inside the axes (the legend sits outside them). Each label and its line take the colour of
+    their point. `items` holds (label, x, y, colour). Returns the annotations.
+
+    Offsets are tried nearest first: 0, +step, -step, +2 step, ... points.
+    """
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    dots = [ax.transData.transform((x, y)) for _, x, y, _ in items]  # the points themselves: no label covers one
+    placed, annotations = [Bbox.from_extents(u - 4, v - 4, u + 4, v + 4) for u, v in dots], []
+    for label, x, y, colour in sorted(items, key=lambda item: (item[1], item[2])):  # left to right, bottom to top
+        for k in range(2 * tries + 1):
+            dy = step * ((k + 1) // 2) * (1 if k % 2 else -1)
+            ann = ax.annotate(label, (x, y), xytext=(7, dy - 3), textcoords="offset points", fontsize=8, color=colour,
+                              arrowprops=dict(arrowstyle="-", lw=0.7, color=colour, shrinkA=0, shrinkB=3)
+                              if dy else None)
+            ann.update_positions(renderer)
+            box = Text.get_window_extent(ann, renderer)  # the text alone, not its leader line
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+            if inside and not any(box.overlaps(other) for other in placed):
+                break
+            if k < 2 * tries:
+                ann.remove()
+        placed.append(box)
+        annotations.append(ann)
+    return annotations
+
+
 def pareto_plot(points: Mapping[str, tuple[float, float]], quality: str = "mean cosine to fp32",
                 higher_is_better: bool = True, log_y: bool = False, ax=None):
     """Bits per weight against quality, one labelled point per method, the Pareto frontier drawn as a step line.
 
-    A point is on the frontier when no other point has fewer (or equal) bits and better quality.
+    A point is on the frontier when no other point has fewer (or equal) bits and better quality. Labels that
+    would overlap are moved apart, each joined to its point by a thin line.
     Shapes: points label -> (bits_per_weight, quality). Returns the figure.
     """
     if not isinstance(points, Mapping) or not points:
         raise TypeError("points must be a non-empty dict of label -> (bits per weight, quality)")
     items = [(label, float(b), float(q)) for label, (b, q) in points.items()]
     if ax is None:
-        _, ax = plt.subplots(figsize=(7.5, 4))
+        _, ax = plt.subplots(figsize=(8, 4.8))
     better = (lambda a, b: a > b) if higher_is_better else (lambda a, b: a < b)
     frontier = sorted((b, q) for label, b, q in items
                       if not any((b2 <= b and better(q2, q)) or (b2 < b and q2 == q) for _, b2, q2 in items))
-    for label, b, q in items:
-        ax.scatter(b, q, s=30)
-        ax.annotate(label, (b, q), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    colours = [ax.scatter(b, q, s=30, zorder=3).get_facecolor()[0] for _, b, q in items]
     ax.step([b for b, _ in frontier], [q for _, q in frontier], where="post", color="black", lw=0.8, alpha=0.6,
             label="Pareto frontier")
     if log_y:
         ax.set_yscale("log")
+    bits = [b for _, b, _ in items]
+    span = max(max(bits) - min(bits), 0.5)
+    ax.set_xlim(min(bits) - 0.05 * span, max(bits) + 0.3 * span)  # room for the labels right of the points
+    low, high = ax.get_ylim()
+    if log_y:
+        ax.set_ylim(low / 1.5, high * 3)  # room to move labels up and down
+    else:
+        ax.set_ylim(low - 0.1 * (high - low), high + 0.25 * (high - low))
     ax.set_xlabel("bits per weight (from nbytes)")
     ax.set_ylabel(quality + ("" if higher_is_better else " (lower is better)"))
     ax.set_title("What each bit buys")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     ax.figure.tight_layout()
+    _place_labels(ax, [(*item, colour) for item, colour in zip(items, colours)])
     return ax.figure

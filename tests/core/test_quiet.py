@@ -63,3 +63,19 @@ def test_the_noise_really_appears_without_the_filter():
     if not any(noise in done.stderr for noise in KNOWN_NOISE):
         pytest.skip("this torchao build prints no import noise, so there is nothing to filter")
     assert any(noise in done.stderr for noise in KNOWN_NOISE)
+
+
+def test_bitsandbytes_kernels_hub_notice_is_filtered_and_other_records_are_not():
+    import logging
+
+    from qlearn.core.quiet import silence_known_import_noise
+
+    logger = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    silence_known_import_noise()
+    silence_known_import_noise()  # idempotent: one filter, not two
+    notice = logging.makeLogRecord({"name": logger.name, "levelno": logging.WARNING,
+                                    "msg": "Failed to load CPU gemm_4bit_forward from kernels-community: %s. Please "
+                                           "make sure you already `pip install kernels`", "args": ("No module",)})
+    other = logging.makeLogRecord({"name": logger.name, "levelno": logging.WARNING, "msg": "a real problem"})
+    assert len(logger.filters) == 1
+    assert not logger.filter(notice) and logger.filter(other)

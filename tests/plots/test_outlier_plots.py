@@ -83,3 +83,19 @@ def test_bad_inputs(call, err):
     with pytest.raises(err):
         call()
     plt.close("all")
+
+
+def test_channel_max_plot_on_a_log_axis_marks_every_channel_over_the_threshold_without_dims():
+    X = _outlier_x()
+    fig = plots.channel_max_plot({"block 0": X.abs().amax(0)}, threshold=6.0, log_y=True)
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log"
+    over = torch.nonzero(X.abs().amax(0) >= 6.0).flatten().tolist()
+    assert over and ax.lines[1].get_xdata().tolist() == over
+    plt.close(fig)
+
+
+def test_heatmap_labels_its_dims_at_a_readable_size():
+    fig = plots.activation_heatmap(_outlier_x(), dims=[3, 40])
+    assert all(t.get_fontsize() >= 9 for t in fig.axes[0].texts)
+    plt.close(fig)

@@ -85,3 +85,27 @@ def test_pareto_frontier_keeps_only_undominated_points(higher):
     plt.close(fig)
     with pytest.raises(TypeError):
         pareto_plot({})
+
+
+def test_pareto_labels_overlap_neither_each_other_nor_their_points_and_stay_inside():
+    """A dense cluster (as at 4 bits in notebook 08) still gets one readable label per point."""
+    from matplotlib.text import Text
+
+    points = {f"M{i} {b}b": (4.3 + 0.01 * (i % 3), 0.95 + 0.002 * i) for i in range(8) for b in (4,)}
+    points.update({"far 2b": (2.6, 0.4)})
+    fig = pareto_plot(points)
+    ax = fig.axes[0]
+    renderer = fig.canvas.get_renderer()
+    boxes = [Text.get_window_extent(t, renderer) for t in ax.texts]
+    frame = ax.get_window_extent(renderer)
+    assert sorted(t.get_text() for t in ax.texts) == sorted(points)
+    assert all(frame.x0 <= b.x0 and b.x1 <= frame.x1 and frame.y0 <= b.y0 and b.y1 <= frame.y1 for b in boxes)
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    plt.close(fig)
+
+
+def test_hqq_plot_gives_each_width_its_own_y_axis():
+    fig = hqq_error_plot({"4 bits": [0.005, 0.0047], "2 bits": [0.024, 0.023]}, {"4 bits": 0.0049, "2 bits": 0.0249})
+    four, two = fig.axes
+    assert four.get_ylim()[1] < 0.006 and two.get_ylim()[0] > 0.02  # each curve fills its own panel
+    plt.close(fig)
