@@ -114,3 +114,11 @@ def test_no_module_imports_one_that_imports_it_back():
     modules = {m for m, p in MODULES.items() if p.name != "__init__.py"}
     graph = {m: {i for i in imports_of(MODULES[m]) if i in modules and i != m} for m in modules}
     assert not find_cycles(graph)
+
+
+@pytest.mark.parametrize("module", sorted(MODULES), ids=str)
+def test_every_module_declares_all(module):
+    """Each module says what is public: `__all__` at the top level (the fuzz in test_public_api_fuzz walks it)."""
+    tree = ast.parse(MODULES[module].read_text())
+    assert any(isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in node.targets)
+               for node in tree.body), f"{module} declares no __all__"

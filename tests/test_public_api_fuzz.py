@@ -375,6 +375,8 @@ CALLS: dict[str, Entry] = {
     "primitives.fake_quantize": E(qlearn.fake_quantize, lambda: dict(
         x=W(), bits=4, symmetric=False, granularity=PerChannel(0), qparams=None)),
     "quiet.silence_torchao_import_noise": E(qlearn.core.quiet.silence_torchao_import_noise),
+    "quiet.silence_known_import_noise": E(qlearn.core.quiet.silence_known_import_noise),
+    "memory.free_memory": E(qlearn.core.memory.free_memory),
     "validation.check_bits": E(qlearn.core.validation.check_bits, lambda: dict(bits=4, name="bits"),
                                fixed=["name"]),
     "validation.check_bool": E(qlearn.core.validation.check_bool, lambda: dict(value=True, name="flag"),

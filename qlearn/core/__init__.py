@@ -10,6 +10,6 @@
 The bottom layer: it imports nothing else from qlearn.
 """
 
-from . import bits, dtypes, granularity, metrics, modules, primitives, validation
+from . import bits, dtypes, granularity, memory, metrics, modules, primitives, quiet, validation
 
-__all__ = ["bits", "dtypes", "granularity", "metrics", "modules", "primitives", "validation"]
+__all__ = ["bits", "dtypes", "granularity", "memory", "metrics", "modules", "primitives", "quiet", "validation"]

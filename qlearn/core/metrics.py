@@ -9,6 +9,8 @@ from tqdm.auto import tqdm
 
 from .validation import check_bool, check_float_tensor, check_module, check_positive_int, check_same_shape
 
+__all__ = ["cosine_similarity", "kl_divergence", "max_abs_error", "mse", "perplexity", "sqnr_db", "top1_agreement"]
+
 
 def _pair(x, x_hat):
     check_float_tensor(x, "x")

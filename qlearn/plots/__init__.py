@@ -11,7 +11,8 @@ from .sweeps import sqnr_vs_bits, sqnr_vs_effective_bits
 from .weight_methods import awq_plot, hqq_error_plot, nf4_codebook_plot, obs_plot, pareto_plot
 
 __all__ = [
-    "error_histogram", "error_histograms", "quantization_heatmaps", "sqnr_vs_bits", "channel_ranges", "sqnr_vs_effective_bits",
+    "error_histogram", "error_histograms", "quantization_heatmaps", "sqnr_vs_bits", "channel_ranges",
+    "sqnr_vs_effective_bits",
     "plot_group_reconstruction", "plot_bytes_vs_fidelity",
     "ste_plot", "observer_ranges_plot", "accuracy_vs_bits_plot",
     "weight_histogram", "metric_curves", "soft_targets",

@@ -7,6 +7,8 @@ import torch
 
 from ..core.validation import check_bool, check_float_tensor
 
+__all__ = ["channel_ranges"]
+
 
 def channel_ranges(W: torch.Tensor, sort: bool = False, title: str = "per-channel ranges"):
     """Min and max of each row (output channel) of W as a band, with the per-tensor range as dashed lines.

@@ -9,6 +9,8 @@ import torch
 
 from ..core.validation import check_float_tensor
 
+__all__ = ["metric_curves", "soft_targets", "weight_histogram"]
+
 
 def weight_histogram(W: torch.Tensor, keep: torch.Tensor, title: str | None = None, bins: int = 80):
     """Left: all weights, the removed ones (keep == False) in red. Right: what is left (zeros not drawn).

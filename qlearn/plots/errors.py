@@ -8,6 +8,8 @@ import torch
 from ..core import metrics
 from ..core.validation import check_float_tensor, check_same_shape
 
+__all__ = ["error_histogram", "error_histograms"]
+
 
 def _check_bins(bins) -> int:
     if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import torch
 
-from ..core.validation import check_float_tensor
 from ..core.primitives import QParams, dequantize, quantize
+from ..core.validation import check_float_tensor
+
+__all__ = ["ANNOTATE_SIDE", "MAX_SIDE", "quantization_heatmaps"]
 
 MAX_SIDE = 32     # larger tensors are unreadable as heatmaps
 ANNOTATE_SIDE = 8  # write the number in each cell up to this size

@@ -9,6 +9,8 @@ from ..core import metrics
 from ..core.granularity import PerGroup
 from ..core.primitives import choose_qparams, fake_quantize
 
+__all__ = ["plot_bytes_vs_fidelity", "plot_group_reconstruction"]
+
 
 def plot_group_reconstruction(W: torch.Tensor, bits: int, group_size: int, symmetric: bool = False,
                               n: int = 96, ax=None):

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import FuncFormatter
 import torch
+from matplotlib.ticker import FuncFormatter
 
 from ..core.validation import check_float_tensor
+
+__all__ = ["PARTS", "UNITS", "loss_curves", "low_rank_update", "memory_bars", "rank_sweep"]
 
 PARTS = (("base", "frozen or trained weights", "tab:blue"), ("adapters", "LoRA adapters", "tab:green"),
          ("gradients", "gradients", "tab:orange"), ("optimizer", "Adam moments", "tab:red"))

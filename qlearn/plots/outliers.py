@@ -17,6 +17,8 @@ from matplotlib.colors import PowerNorm
 
 from ..core.validation import check_bool, check_float_tensor
 
+__all__ = ["activation_heatmap", "alpha_sweep_plot", "channel_max_plot", "migration_plot", "threshold_plot"]
+
 
 def _matrix(X, name: str) -> torch.Tensor:
     check_float_tensor(X, name)

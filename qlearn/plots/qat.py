@@ -6,9 +6,11 @@ import matplotlib.pyplot as plt
 import torch
 
 from ..core import metrics
+from ..core.primitives import fake_quantize, qrange
 from ..core.validation import check_bits, check_float_tensor
 from ..training.observers import make_observer
-from ..core.primitives import fake_quantize, qrange
+
+__all__ = ["accuracy_vs_bits_plot", "observer_ranges", "observer_ranges_plot", "ste_plot"]
 
 
 def ste_plot(bits: int = 2, scale: float = 1.0):

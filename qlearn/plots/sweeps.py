@@ -6,9 +6,13 @@ import math
 
 import matplotlib.pyplot as plt
 
+__all__ = ["sqnr_vs_bits", "sqnr_vs_effective_bits"]
+
 
 def sqnr_vs_bits(sweep: dict, title: str = "SQNR against bits"):
-    """One line per scheme from `qlearn.teaching.sweep.sqnr_sweep(...)` ({label: {bits: sqnr_db}}); ~6 dB per bit is dashed.
+    """One line per scheme from `qlearn.teaching.sweep.sqnr_sweep(...)` ({label: {bits: sqnr_db}}).
+
+    About 6 dB per bit is drawn dashed.
 
     Shapes: -> a Figure with one Axes.
     """
@@ -43,7 +47,8 @@ def sqnr_vs_effective_bits(points: list, title: str = "SQNR against effective bi
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for b in sorted({p["bits"] for p in points}):
         group = [p for p in points if p["bits"] == b]
-        ax.scatter([p["effective_bits"] for p in group], [p["sqnr_db"] for p in group], label=f"{b}-bit codes", zorder=3)
+        ax.scatter([p["effective_bits"] for p in group], [p["sqnr_db"] for p in group], label=f"{b}-bit codes",
+                   zorder=3)
         for p in group:
             ax.annotate(p["label"].split(" ", 1)[1], (p["effective_bits"], p["sqnr_db"]), fontsize=7,
                         xytext=(3, -9), textcoords="offset points")

@@ -16,6 +16,8 @@ from ..core.primitives import choose_qparams, fake_quantize
 from ..core.validation import check_bits, check_float_tensor
 from ..methods.gptq import hessian, inverse_hessian_factor
 
+__all__ = ["awq_plot", "hqq_error_plot", "nf4_codebook_plot", "obs_plot", "obs_step", "pareto_plot"]
+
 
 def nf4_codebook_plot(code: torch.Tensor, weights: torch.Tensor | None = None, ax=None):
     """The 16 NF4 values over the normal density they were cut from, beside the 16 uniform int4 levels.

@@ -11,10 +11,9 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from qlearn import PerChannel, PerGroup, PerTensor, choose_qparams, dequantize, quantize  # noqa: E402
-from qlearn.plots import (channel_ranges, error_histogram, quantization_heatmaps, sqnr_vs_bits,  # noqa: E402
-                          sqnr_vs_effective_bits)
-from qlearn.teaching.sweep import pareto_sweep, sqnr_sweep  # noqa: E402
 from qlearn.data.tensors import rows_with_ranges  # noqa: E402
+from qlearn.plots import channel_ranges, error_histogram, quantization_heatmaps, sqnr_vs_bits, sqnr_vs_effective_bits  # noqa: E402
+from qlearn.teaching.sweep import pareto_sweep, sqnr_sweep  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -94,7 +93,8 @@ def test_channel_ranges_band_and_tensor_range(sort):
     (lambda: error_histogram(_x(), _x(), bins=0), ValueError, "bins"),
     (lambda: quantization_heatmaps(_x((40, 4)), choose_qparams(_x((40, 4)))), ValueError, "small 2-D"),
     (lambda: quantization_heatmaps(_x(), "qp"), TypeError, "QParams"),
-    (lambda: quantization_heatmaps(_x(), choose_qparams(_x((3, 3)), granularity=PerChannel(0))), ValueError, "do not fit"),
+    (lambda: quantization_heatmaps(_x(), choose_qparams(_x((3, 3)), granularity=PerChannel(0))), ValueError,
+     "do not fit"),
     (lambda: sqnr_vs_bits({}), TypeError, "sweep"),
     (lambda: sqnr_vs_effective_bits([{"bits": 2}]), TypeError, "pareto_sweep"),
     (lambda: channel_ranges(_x((4,))), ValueError, "2-D"),

@@ -1,4 +1,7 @@
-"""QAT plots and the observer explorer widget (driven without a browser); the exercise checks are in test_exercises_nb06."""
+"""QAT plots and the observer explorer widget (driven without a browser).
+
+The exercise checks are in test_exercises_nb06.
+"""
 
 import matplotlib
 
@@ -8,10 +11,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
 from qlearn.exercises import nb06  # noqa: E402
-from qlearn.training.observers import make_observer  # noqa: E402
 from qlearn.plots.qat import accuracy_vs_bits_plot, observer_ranges, observer_ranges_plot, ste_plot  # noqa: E402
+from qlearn.training.observers import make_observer  # noqa: E402
 from qlearn.widgets.observers import observer_explorer  # noqa: E402
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
