@@ -126,6 +126,11 @@ def e8m0_decode(code: torch.Tensor) -> torch.Tensor:
     Code 255 is E8M0's NaN and is refused.
     """
     check_codes(code, "code", 254)
+    return _e8m0_decode(code)
+
+
+def _e8m0_decode(code: torch.Tensor) -> torch.Tensor:
+    """e8m0_decode without the code scan, for scales this module wrote itself (every forward of MXLinear)."""
     return torch.exp2(code.double() - E8M0_BIAS).float()
 
 
@@ -162,6 +167,11 @@ def unpack(packed: torch.Tensor, bits: int) -> torch.Tensor:
     if packed.ndim == 0 or (bits == 6 and packed.shape[-1] % 3):
         raise ValueError(f"packed {bits}-bit codes need a last axis{' of a multiple of 3 bytes' * (bits == 6)}, got "
                          f"shape {tuple(packed.shape)}")
+    return _unpack(packed, bits)
+
+
+def _unpack(packed: torch.Tensor, bits: int) -> torch.Tensor:
+    """unpack without the argument checks, for codes this module packed itself. Shapes: as unpack."""
     if bits == 8:
         return packed
     p = packed.to(torch.int32)
@@ -202,12 +212,12 @@ class MXWeight(QuantizedWeight):
 
     def codes(self) -> torch.Tensor:
         """The element codes (out, in), uint8, each the element's bit pattern."""
-        return unpack(self.W_q, FORMATS[self.format].element.bits)
+        return _unpack(self.W_q, FORMATS[self.format].element.bits)
 
     def block_scales(self) -> torch.Tensor:
         """The float32 scale of every block: 2^(c - 127) (MX) or t * s (NVFP4). Shapes: -> (out, in / block, 1)."""
         if self.tensor_scale is None:
-            return e8m0_decode(self.scale)[..., None]
+            return _e8m0_decode(self.scale)[..., None]
         return (self.tensor_scale * self.scale.float())[..., None]
 
     def dequantize(self) -> torch.Tensor:
@@ -256,7 +266,7 @@ def quantize_weight(W: torch.Tensor, X: torch.Tensor | None = None, format: str 
     tensor_scale = None
     if spec.scale == "e8m0":
         scale = e8m0_scale(amax, spec.element.emax)  # (out, in / block) uint8
-        scaled = blocks / e8m0_decode(scale)[..., None]  # (out, in / block, block)
+        scaled = blocks / _e8m0_decode(scale)[..., None]  # (out, in / block, block)
     else:
         tensor_scale = _nvfp4_tensor_scale(amax.amax())
         scale = (amax / spec.element.max / tensor_scale).clamp(torch.finfo(torch.float8_e4m3fn).tiny,
