@@ -69,6 +69,7 @@ from qlearn.methods import (
     lora,
     mx,
     nf4,
+    pruning,
     rotation,
     rtn,
     smoothquant,
@@ -630,6 +631,12 @@ CALLS: dict[str, Entry] = {
         W=W(), X=X(), sparsity=0.5, pattern=None, block_size=32, damp=0.01, bits=None, group_size=None,
         symmetric=False, mask="row", return_mask=False, progress=False), sizes=["block_size"],
         accepts={"bits": ["3"]}),  # 3 bits: the joint mode
+    "gptq.obs_start": E(gptq.obs_start, lambda: dict(W=W(), X=X())),
+    "pruning.magnitude_weight": E(pruning.magnitude_weight, lambda: dict(W=W(), sparsity=0.5, pattern=None,
+                                                                          return_mask=False)),
+    "pruning.prune_model": E(pruning.prune_model, lambda: dict(
+        model=llama(), method="wanda", sparsity=0.5, pattern=None, calibration=[ids()], bits=None, exclude=(),
+        progress=False)),
     # the KV cache (notebook 12)
     "kv_cache.quantize_kv": E(kv_cache.quantize_kv, lambda: dict(
         x=torch.randn(1, 2, 64, 32, generator=torch.Generator().manual_seed(3)), bits=4, granularity="token",
@@ -698,6 +705,7 @@ def _chain():
 SKIP = {
     # result records and containers: built by the library from checked input, never from user arguments
     "dtypes.FloatInfo": "a result record of float_info (fuzzed there)",
+    "pruning.PruneReport": "a result record of prune_model (fuzzed there)",
     "dtypes.BitLayout": "a result record of bit_layout (fuzzed there)",
     "granularity.Granularity": "abstract base of PerTensor / PerChannel / PerGroup / PerToken",
     "quantize_model.QuantizeReport": "a result record of quantize_model (fuzzed there)",
