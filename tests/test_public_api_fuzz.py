@@ -51,7 +51,7 @@ from torch import nn
 
 import qlearn
 from qlearn import PerChannel, PerGroup, PerTensor, PerToken, choose_qparams, quantize, quantize_model
-from qlearn.compression import prune
+from qlearn.compression import prune, sparse
 from qlearn.core import dtypes
 from qlearn.data.digits import Digits
 from qlearn.inference import block_inputs, capture, packing, registry, serialize, targets
@@ -637,6 +637,18 @@ CALLS: dict[str, Entry] = {
     "pruning.prune_model": E(pruning.prune_model, lambda: dict(
         model=llama(), method="wanda", sparsity=0.5, pattern=None, calibration=[ids()], bits=None, exclude=(),
         progress=False)),
+    "sparse.compress_bitmask": E(sparse.compress_bitmask, lambda: dict(W=W())),
+    "sparse.decompress_bitmask": E(sparse.decompress_bitmask, lambda: dict(
+        values=sparse.compress_bitmask(W())[0], mask=sparse.compress_bitmask(W())[1], shape=(16, 64))),
+    "sparse.compress_2to4": E(sparse.compress_2to4, lambda: dict(W=W() * prune.nm_mask(W().abs(), 2, 4))),
+    "sparse.decompress_2to4": E(sparse.decompress_2to4, lambda: dict(
+        values=sparse.compress_2to4(W() * prune.nm_mask(W().abs(), 2, 4))[0],
+        indices=sparse.compress_2to4(W() * prune.nm_mask(W().abs(), 2, 4))[1])),
+    "sparse.sparse_weight_bytes": E(sparse.sparse_weight_bytes, lambda: dict(
+        W=W(), format="bitmask", value_bits=None, group_size=None), accepts={"value_bits": ["3"]}),
+    "sparse.sparse_model_bytes": E(sparse.sparse_model_bytes, lambda: dict(
+        model=mlp(), layers=["0"], format="bitmask", value_bits=None, group_size=None),
+        accepts={"value_bits": ["3"]}),
     # the KV cache (notebook 12)
     "kv_cache.quantize_kv": E(kv_cache.quantize_kv, lambda: dict(
         x=torch.randn(1, 2, 64, 32, generator=torch.Generator().manual_seed(3)), bits=4, granularity="token",
