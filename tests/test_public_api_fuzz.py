@@ -58,6 +58,7 @@ from qlearn.inference import block_inputs, capture, packing, registry, serialize
 from qlearn.inference.linear import QuantLinear
 from qlearn.methods import (
     awq,
+    distill_llm,
     folding,
     fp8,
     ggml_quants,
@@ -234,6 +235,12 @@ def mx_codes() -> torch.Tensor:
 
 def lora_llama() -> nn.Module:
     return lora.add_lora(llama(), r=4, alpha=8.0)[0]
+
+
+def pruned_llama() -> nn.Module:
+    model = llama()
+    pruning.prune_model(model, method="magnitude", pattern="2:4")
+    return model
 
 
 def qat_mlp() -> nn.Module:
@@ -649,6 +656,11 @@ CALLS: dict[str, Entry] = {
     "sparse.sparse_model_bytes": E(sparse.sparse_model_bytes, lambda: dict(
         model=mlp(), layers=["0"], format="bitmask", value_bits=None, group_size=None),
         accepts={"value_bits": ["3"]}),
+    "distill_llm.distill_llm": E(distill_llm.distill_llm, lambda: dict(
+        student=pruned_llama(), teacher=llama(), tokenizer=tokenizer, text=TEXT,
+        masks={n: torch.ones_like(pruned_llama().get_submodule(n).weight, dtype=torch.bool) for n in llama_linears()},
+        train="masked", steps=1, seq_len=8, batch_size=1, lr=1e-3, T=2.0, alpha=1.0, seed=0, max_seconds=None,
+        progress=False), sizes=["seq_len"], accepts={"seed": SEEDS, "max_seconds": ["3"]}),
     # the KV cache (notebook 12)
     "kv_cache.quantize_kv": E(kv_cache.quantize_kv, lambda: dict(
         x=torch.randn(1, 2, 64, 32, generator=torch.Generator().manual_seed(3)), bits=4, granularity="token",
@@ -718,6 +730,7 @@ SKIP = {
     # result records and containers: built by the library from checked input, never from user arguments
     "dtypes.FloatInfo": "a result record of float_info (fuzzed there)",
     "pruning.PruneReport": "a result record of prune_model (fuzzed there)",
+    "distill_llm.DistillReport": "a result record of distill_llm (fuzzed there)",
     "dtypes.BitLayout": "a result record of bit_layout (fuzzed there)",
     "granularity.Granularity": "abstract base of PerTensor / PerChannel / PerGroup / PerToken",
     "quantize_model.QuantizeReport": "a result record of quantize_model (fuzzed there)",
