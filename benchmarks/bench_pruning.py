@@ -71,31 +71,41 @@ def check_references(model, batches):
     return differ, total
 
 
+OPTIONS = {  # flag: (type, default, help)
+    "--tokens": (int, 4096, "calibration tokens of course_text('generated')"),
+    "--seq": (int, 256, "calibration sequence length"),
+    "--window": (int, 256, "evaluation window"),
+    "--eval-windows": (int, 3, "windows of course_text('eval') scored"),
+    "--threads": (int, 2, "torch threads (1 on a machine shared with other jobs: 2 threads then contend)"),
+    "--seconds": (float, 60.0, "distillation time budget per seed"),
+    "--lr": (float, 1e-4, "distillation learning rate (AdamW)"),
+    "--T": (float, 1.0, "distillation temperature"),
+    "--distill-seq": (int, 128, "distillation window length"),
+    "--distill-batch": (int, 2, "distillation windows per step"),
+}
+
+
+def smollm2_data(tokenizer, args):
+    """(eval text of window * eval_windows tokens, calibration batches (1, seq) from course_text('generated'))."""
+    ids = tokenizer(course_text("eval"))["input_ids"][:args.window * args.eval_windows + 1]
+    cal = tokenizer(course_text("generated"), return_tensors="pt")["input_ids"][0, :args.tokens]
+    return tokenizer.decode(ids), [chunk[None] for chunk in cal.split(args.seq) if chunk.numel() == args.seq]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tokens", type=int, default=4096, help="calibration tokens of course_text('generated')")
-    parser.add_argument("--seq", type=int, default=256)
-    parser.add_argument("--window", type=int, default=256)
-    parser.add_argument("--eval-windows", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
+    for flag, (kind, default, text) in OPTIONS.items():
+        parser.add_argument(flag, type=kind, default=default, help=text)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--seconds", type=float, default=60.0, help="distillation time budget per seed")
-    parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--T", type=float, default=1.0)
-    parser.add_argument("--distill-seq", type=int, default=128)
-    parser.add_argument("--distill-batch", type=int, default=2)
     parser.add_argument("--skip-distill", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     dense, tokenizer = load_llm(progress=False)
-    ids = tokenizer(course_text("eval"))["input_ids"][:args.window * args.eval_windows + 1]
-    text = tokenizer.decode(ids)
-    cal = tokenizer(course_text("generated"), return_tensors="pt")["input_ids"][0, :args.tokens]
-    batches = [chunk[None] for chunk in cal.split(args.seq) if chunk.numel() == args.seq]  # (1, seq) each
+    text, batches = smollm2_data(tokenizer, args)
     fp = perplexity(dense, tokenizer, text, window=args.window, progress=False)
-    print(f"SmolLM2-135M, {len(ids) - 1} eval tokens, {sum(b.numel() for b in batches)} calibration tokens; "
-          f"dense perplexity {fp:.2f}; {args.threads} threads")
+    print(f"SmolLM2-135M, {args.window * args.eval_windows} eval tokens, {sum(b.numel() for b in batches)} "
+          f"calibration tokens; dense perplexity {fp:.2f}; {args.threads} threads")
 
     differ, total = check_references(dense, batches)
     print(f"[target 3] masks vs the references' (Wanda; SparseGPT mask='block') on {len(HELD_OUT)} held-out layers, "
