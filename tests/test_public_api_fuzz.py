@@ -51,13 +51,14 @@ from torch import nn
 
 import qlearn
 from qlearn import PerChannel, PerGroup, PerTensor, PerToken, choose_qparams, quantize, quantize_model
-from qlearn.compression import prune
+from qlearn.compression import prune, sparse
 from qlearn.core import dtypes
 from qlearn.data.digits import Digits
 from qlearn.inference import block_inputs, capture, packing, registry, serialize, targets
 from qlearn.inference.linear import QuantLinear
 from qlearn.methods import (
     awq,
+    distill_llm,
     folding,
     fp8,
     ggml_quants,
@@ -69,6 +70,7 @@ from qlearn.methods import (
     lora,
     mx,
     nf4,
+    pruning,
     rotation,
     rtn,
     smoothquant,
@@ -233,6 +235,12 @@ def mx_codes() -> torch.Tensor:
 
 def lora_llama() -> nn.Module:
     return lora.add_lora(llama(), r=4, alpha=8.0)[0]
+
+
+def pruned_llama() -> nn.Module:
+    model = llama()
+    pruning.prune_model(model, method="magnitude", pattern="2:4")
+    return model
 
 
 def qat_mlp() -> nn.Module:
@@ -630,6 +638,29 @@ CALLS: dict[str, Entry] = {
         W=W(), X=X(), sparsity=0.5, pattern=None, block_size=32, damp=0.01, bits=None, group_size=None,
         symmetric=False, mask="row", return_mask=False, progress=False), sizes=["block_size"],
         accepts={"bits": ["3"]}),  # 3 bits: the joint mode
+    "gptq.obs_start": E(gptq.obs_start, lambda: dict(W=W(), X=X())),
+    "pruning.magnitude_weight": E(pruning.magnitude_weight, lambda: dict(W=W(), sparsity=0.5, pattern=None,
+                                                                          return_mask=False)),
+    "pruning.prune_model": E(pruning.prune_model, lambda: dict(
+        model=llama(), method="wanda", sparsity=0.5, pattern=None, calibration=[ids()], bits=None, exclude=(),
+        progress=False)),
+    "sparse.compress_bitmask": E(sparse.compress_bitmask, lambda: dict(W=W())),
+    "sparse.decompress_bitmask": E(sparse.decompress_bitmask, lambda: dict(
+        values=sparse.compress_bitmask(W())[0], mask=sparse.compress_bitmask(W())[1], shape=(16, 64))),
+    "sparse.compress_2to4": E(sparse.compress_2to4, lambda: dict(W=W() * prune.nm_mask(W().abs(), 2, 4))),
+    "sparse.decompress_2to4": E(sparse.decompress_2to4, lambda: dict(
+        values=sparse.compress_2to4(W() * prune.nm_mask(W().abs(), 2, 4))[0],
+        indices=sparse.compress_2to4(W() * prune.nm_mask(W().abs(), 2, 4))[1])),
+    "sparse.sparse_weight_bytes": E(sparse.sparse_weight_bytes, lambda: dict(
+        W=W(), format="bitmask", value_bits=None, group_size=None), accepts={"value_bits": ["3"]}),
+    "sparse.sparse_model_bytes": E(sparse.sparse_model_bytes, lambda: dict(
+        model=mlp(), layers=["0"], format="bitmask", value_bits=None, group_size=None),
+        accepts={"value_bits": ["3"]}),
+    "distill_llm.distill_llm": E(distill_llm.distill_llm, lambda: dict(
+        student=pruned_llama(), teacher=llama(), tokenizer=tokenizer, text=TEXT,
+        masks={n: torch.ones_like(pruned_llama().get_submodule(n).weight, dtype=torch.bool) for n in llama_linears()},
+        train="masked", steps=1, seq_len=8, batch_size=1, lr=1e-3, T=2.0, alpha=1.0, seed=0, max_seconds=None,
+        progress=False), sizes=["seq_len"], accepts={"seed": SEEDS, "max_seconds": ["3"]}),
     # the KV cache (notebook 12)
     "kv_cache.quantize_kv": E(kv_cache.quantize_kv, lambda: dict(
         x=torch.randn(1, 2, 64, 32, generator=torch.Generator().manual_seed(3)), bits=4, granularity="token",
@@ -698,6 +729,8 @@ def _chain():
 SKIP = {
     # result records and containers: built by the library from checked input, never from user arguments
     "dtypes.FloatInfo": "a result record of float_info (fuzzed there)",
+    "pruning.PruneReport": "a result record of prune_model (fuzzed there)",
+    "distill_llm.DistillReport": "a result record of distill_llm (fuzzed there)",
     "dtypes.BitLayout": "a result record of bit_layout (fuzzed there)",
     "granularity.Granularity": "abstract base of PerTensor / PerChannel / PerGroup / PerToken",
     "quantize_model.QuantizeReport": "a result record of quantize_model (fuzzed there)",

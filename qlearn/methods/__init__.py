@@ -20,6 +20,8 @@ them up in one loop:
     lora        LoRA adapters and their training loop (QLoRA over NF4Linear, notebook 10)
     wanda       Wanda: prune by |W| * ||X_j|| per output row, no update (pruning an LLM, notebook 13)
     sparsegpt   SparseGPT: GPTQ's OBS loop with zeros, block-wise masks, optional joint quantization
+    pruning     prune_model: magnitude, Wanda or SparseGPT on a whole LLM, block by block (notebook 13)
+    distill_llm token-level distillation of a pruned LLM from the dense one (forward KL at T), masks held or LoRA
     ggml_quants GGUF's block formats (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q6_K), llama.cpp's k-quant search and
                 importance matrix (notebook 14)
     gguf_export write a Llama model (float, or a quantize_model grid) as a GGUF file
@@ -39,6 +41,7 @@ widgets, exercises).
 
 from . import (
                awq,
+               distill_llm,
                finetune_memory,
                folding,
                fp8,
@@ -51,6 +54,7 @@ from . import (
                lora,
                mx,
                nf4,
+               pruning,
                rotation,
                rtn,
                smoothquant,
@@ -60,6 +64,6 @@ from . import (
                weight,
 )
 
-__all__ = ["awq", "finetune_memory", "folding", "fp8", "ggml_quants", "gguf_export", "gptq", "hqq", "kv_cache",
-           "llm_int8", "lora", "mx", "nf4", "rotation", "rtn", "smoothquant", "sparsegpt", "w8a8_sim", "wanda",
-           "weight"]
+__all__ = ["awq", "distill_llm", "finetune_memory", "folding", "fp8", "ggml_quants", "gguf_export", "gptq", "hqq",
+           "kv_cache", "llm_int8", "lora", "mx", "nf4", "pruning", "rotation", "rtn", "smoothquant", "sparsegpt",
+           "w8a8_sim", "wanda", "weight"]

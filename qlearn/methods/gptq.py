@@ -63,7 +63,8 @@ from ..inference.linear import QuantLinear
 from ..inference.registry import QuantMethod, get_method, register_method
 from .weight import UniformWeight, granularity_for, group_size_of, uniform_layer
 
-__all__ = ["GRIDS", "hessian", "inverse_hessian_factor", "quantize_layer", "quantize_weight", "shrink_params"]
+__all__ = ["GRIDS", "hessian", "inverse_hessian_factor", "obs_start", "quantize_layer", "quantize_weight",
+           "shrink_params"]
 
 GRIDS = ("minmax", "mse")
 _CHUNK = 1 << 22  # shrink candidates * rows * cols evaluated at once (16 MiB of float32; at least one candidate)
@@ -110,6 +111,32 @@ def inverse_hessian_factor(H: torch.Tensor, damp: float) -> torch.Tensor:
     return torch.linalg.cholesky(torch.cholesky_inverse(L), upper=True).float()
 
 
+def obs_start(W: torch.Tensor, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The start of the OBS column loop that GPTQ and SparseGPT share: H, and a working copy of W.
+
+        H = 2 X^T X / n (float64; X rescaled first where |X| > 1e100 or < 1e-100, as only H's ratios count)
+        dead columns (diag H = 0): H[j, j] = 1 and W[:, j] = 0, as the references do
+
+    Shapes: W (out, in); X (tokens, in) -> W (out, in) float32, a copy to update in place; H (in, in) float64.
+    """
+    check_weight(W)
+    check_inputs(X, W, required=True, method="obs_start")
+    return _obs_start(W, X)
+
+
+def _obs_start(W, X):
+    """obs_start without the argument checks."""
+    X = X.detach().to(W.device).double()
+    top = float(X.abs().max())
+    # X^T X of |X| beyond 1e100 (or below 1e-100) over- (under-)flows float64: scale X first, OBS reads only H's ratios
+    H = hessian(X if top == 0 or 1e-100 < top < 1e100 else X / top)  # (in, in) float64
+    W = W.detach().float().clone()  # (out, in) working copy, updated in place
+    dead = H.diagonal() == 0
+    H[dead, dead] = 1
+    W[:, dead] = 0
+    return W, H
+
+
 def quantize_weight(W: torch.Tensor, X: torch.Tensor, bits: int = 4, group_size: int | None = 128,
                     act_order: bool = False, damp: float = 0.01, block_size: int = 128, symmetric: bool = False,
                     progress: bool = False, grid: str = "minmax") -> UniformWeight:
@@ -136,14 +163,7 @@ def quantize_weight(W: torch.Tensor, X: torch.Tensor, bits: int = 4, group_size:
     columns, dtype = W.shape[1], W.dtype
     g = columns if group_size is None else group_size
 
-    X = X.detach().to(W.device).double()
-    top = float(X.abs().max())
-    # X^T X of |X| beyond 1e100 (or below 1e-100) over- (under-)flows float64: scale X first, GPTQ reads only H's ratios
-    H = hessian(X if top == 0 or 1e-100 < top < 1e100 else X / top)  # (in, in) float64
-    W = W.detach().float().clone()  # (out, in) working copy, updated in place
-    dead = H.diagonal() == 0
-    H[dead, dead] = 1
-    W[:, dead] = 0
+    W, H = _obs_start(W, X)  # (out, in) float32 working copy, (in, in) float64
     perm = torch.argsort(H.diagonal(), descending=True) if act_order else torch.arange(columns, device=W.device)
     invperm = torch.argsort(perm)
     W, H = W[:, perm], H[perm][:, perm]  # (out, in), (in, in) in processing order

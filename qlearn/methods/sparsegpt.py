@@ -59,7 +59,7 @@ from ..core.validation import (
     check_positive_int,
     check_weight,
 )
-from .gptq import hessian, inverse_hessian_factor
+from .gptq import _obs_start, inverse_hessian_factor
 
 __all__ = ["MASKS", "prune_weight"]
 
@@ -119,11 +119,7 @@ def prune_weight(W: torch.Tensor, X: torch.Tensor, sparsity: float = 0.5, patter
     check_bool(progress, "progress")
     g = columns if group_size is None else group_size
 
-    H = hessian(X.detach().to(W.device))  # (in, in)
-    W = W.detach().float().clone()  # (out, in) working copy, updated in place
-    dead = H.diagonal() == 0
-    H[dead, dead] = 1
-    W[:, dead] = 0
+    W, H = _obs_start(W, X)  # (out, in) float32 working copy, (in, in) float64; dead columns fixed
     U = inverse_hessian_factor(H, damp)  # (in, in) upper, U^T U = H^-1
     d = U.diagonal()  # (in,) the reference's d
     keep = torch.ones_like(W, dtype=torch.bool)  # (out, in)

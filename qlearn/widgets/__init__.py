@@ -7,6 +7,7 @@ from .gptq import gptq_explorer
 from .groups import group_explorer
 from .observers import observer_explorer
 from .outliers import threshold_explorer
+from .pruning import pruning_explorer
 
 __all__ = ["bit_layout_explorer", "quantization_explorer", "group_explorer", "observer_explorer", "sparsity_explorer",
-           "temperature_explorer", "threshold_explorer", "gptq_explorer"]
+           "temperature_explorer", "threshold_explorer", "gptq_explorer", "pruning_explorer"]
