@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import torch
 from transformers import DynamicCache, QuantizedCache
-from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
+from ..core.quiet import silence_torchao_import_noise
 from ..core.validation import check_choice, check_float_tensor, check_module, check_positive_int
 from .kv_cache import QuantizedKVCache
 
@@ -51,6 +51,9 @@ def attention_states(model: torch.nn.Module, ids: torch.Tensor, layers=None) -> 
     q comes from the model's own rotary embedding (apply_rotary_pos_emb); k and v are read back from the cache.
     Shapes: ids (1, T) -> {layer: {"q": (heads, T, d), "k_pre", "k", "v": (kv_heads, T, d)}}.
     """
+    silence_torchao_import_noise()  # transformers' modeling_llama imports torchao, which logs harmless lines
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
     ids = _check_ids(model, ids)
     blocks = model.model.layers
     chosen = range(len(blocks)) if layers is None else layers
