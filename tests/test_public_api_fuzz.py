@@ -66,6 +66,7 @@ from qlearn.methods import (
     gptq,
     hqq,
     kv_cache,
+    kv_eval,
     llm_int8,
     lora,
     mx,
@@ -672,6 +673,18 @@ CALLS: dict[str, Entry] = {
         config=llama().config, tokens=100, bits=4, key_granularity="channel", value_granularity="token",
         group_size=8, residual_length=16, batch_size=1, dtype=torch.float16),
         sizes=["tokens", "batch_size"], accepts={"bits": ["None"], "residual_length": ["0"], "tokens": ["0"]}),
+    "kv_eval.attention_states": E(kv_eval.attention_states, lambda: dict(model=llama(), ids=ids()[:1], layers=[1])),
+    "kv_eval.attention_error": E(kv_eval.attention_error, lambda: dict(
+        q=torch.randn(4, 16, 8, generator=torch.Generator().manual_seed(6)), k=W()[:, :16].reshape(2, 16, 8),
+        v=W()[:, 16:32].reshape(2, 16, 8), bits=2, key_granularity="channel", value_granularity="token",
+        group_size=8, residual_length=8), accepts={"bits": ["None"], "residual_length": ["0"]}),
+    "kv_eval.hf_quantized_cache": E(kv_eval.hf_quantized_cache, lambda: dict(
+        config=llama().config, backend="quanto", bits=4, key_granularity="channel", value_granularity="token",
+        group_size=8, residual_length=8), accepts={"residual_length": ["0"]}),
+    "kv_eval.score_caches": E(kv_eval.score_caches, lambda: dict(
+        model=llama(), ids=ids()[:1], caches={"kivi4": lambda: kv_cache.QuantizedKVCache(4, group_size=8,
+                                                                                         residual_length=0)},
+        chunk=4)),
     # GGUF's block formats (notebook 14)
     "ggml_quants.quantize_blocks": E(ggml_quants.quantize_blocks, lambda: dict(W=W(), type="Q4_0", imatrix=None)),
     "ggml_quants.dequantize_blocks": E(ggml_quants.dequantize_blocks, lambda: dict(
@@ -751,6 +764,7 @@ SKIP = {
     "kernels.Plan": "a result record of kernels.choose (fuzzed there)",
     "kv_cache.QuantizedKV": "a result container of kv_cache.quantize_kv (fuzzed there)",
     "kv_cache.QuantizedKVLayer": "built by QuantizedKVCache from checked settings (fuzzed there)",
+    "kv_eval.CacheScore": "a result container of kv_eval.score_caches (fuzzed there)",
     "gguf_export.grid_blocks": "the exporter's inner step on a QuantLinear it has checked (tested through export_gguf)",
     "fp8.FP8Weight": "a result container of fp8.quantize_weight (fuzzed there)",
     "fp8.fill_layer": "from_linear's inner step: copies buffers it has just computed from a checked weight into the "

@@ -6,7 +6,7 @@ real keys (converted once per test session into the session's model cache).
 
 import pytest
 import torch
-from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
+from transformers import DynamicCache, LlamaConfig
 
 from qlearn.methods.kv_cache import QuantizedKVCache, kv_cache_bytes, quantize_kv
 
@@ -139,15 +139,6 @@ def test_byte_formula_by_hand_and_against_float16():
 
 
 # ---- the model level: transformers' Cache API -------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=100, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                         tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=2)
-    return LlamaForCausalLM(config).eval()
 
 
 def chunked_logits(model, ids, cache, chunks, **kwargs):
