@@ -58,6 +58,7 @@ from qlearn.inference import block_inputs, capture, packing, registry, serialize
 from qlearn.inference.linear import QuantLinear
 from qlearn.methods import (
     awq,
+    block_float,
     folding,
     fp8,
     ggml_quants,
@@ -697,6 +698,11 @@ CALLS: dict[str, Entry] = {
         name="0", linear=nn.Linear(64, 16), X=X(), bits=4, granularity=PerChannel(0), symmetric=True,
         format="mxfp4", block_size=32, random_signs=False, seed=0), fixed=["name"],
         accepts={**DATA_FREE, "seed": SEEDS, "block_size": ["None"]}),
+    "block_float.quantize_dequantize": E(block_float.quantize_dequantize, lambda: dict(
+        W=W(), element="e2m1", block_size=16, scale="e4m3"), sizes=["block_size"]),
+    "block_float.bits_per_weight": E(block_float.bits_per_weight, lambda: dict(
+        element="e2m1", block_size=16, scale="e4m3", numel=1024), sizes=["block_size", "numel"],
+        accepts={"numel": ["None"]}),
     "rotation.rotate_model": E(rotation.rotate_model, lambda: dict(
         model=llama(), layout=rotation.LLAMA, random_signs=True, seed=1, online_hadamard=True),
         accepts={"seed": SEEDS}),
