@@ -58,12 +58,14 @@ from qlearn.inference import block_inputs, capture, packing, registry, serialize
 from qlearn.inference.linear import QuantLinear
 from qlearn.methods import (
     awq,
+    block_float,
     distill_llm,
     folding,
     fp8,
     ggml_quants,
     gguf_export,
     gptq,
+    hadamard_mx,
     hqq,
     kv_cache,
     kv_eval,
@@ -366,6 +368,8 @@ CALLS: dict[str, Entry] = {
     "metrics.top1_agreement": E(qlearn.core.metrics.top1_agreement, lambda: dict(
         reference=llama(), model=quantized_llama(), tokenizer=tokenizer, text=TEXT, window=32, progress=False),
         sizes=["window"], accepts={"text": ["nope"]}),
+    "lm_compare.LMReference": E(qlearn.core.lm_compare.LMReference, lambda: dict(
+        reference=llama(), tokenizer=tokenizer, text=TEXT, window=32), sizes=["window"], accepts={"text": ["nope"]}),
     "modules.replace_module": E(qlearn.core.modules.replace_module, lambda: dict(
         model=mlp(), name="0", module=nn.Linear(64, 32))),
     "primitives.qrange": E(qlearn.qrange, lambda: dict(bits=4)),
@@ -728,6 +732,21 @@ CALLS: dict[str, Entry] = {
     "rotation.OnlineHadamard": E(rotation.OnlineHadamard, lambda: dict(linear=nn.Linear(64, 16))),
     "rotation.DecoderLayout": E(rotation.DecoderLayout, lambda: dict(**vars(rotation.LLAMA)),
                                 accepts={f: ["nope"] for f in ("layers", "final_norm", "head", "online")}),  # names
+    "hadamard_mx.quantize_weight": E(hadamard_mx.quantize_weight, lambda: dict(
+        W=W(), X=X(), format="mxfp4", block_size=32, random_signs=True, seed=1), sizes=["block_size"],
+        accepts={"seed": SEEDS, "block_size": ["None"]}),  # None: the largest power of two dividing in
+    "hadamard_mx.HadamardMXLinear": E(hadamard_mx.HadamardMXLinear, lambda: dict(
+        in_features=64, out_features=16, bias=True, format="mxfp4", block_size=32, random_signs=True,
+        dtype=torch.float32), sizes=["block_size"], accepts={"block_size": ["None"]}),
+    "hadamard_mx.quantize_layer": E(hadamard_mx.quantize_layer, lambda: dict(
+        name="0", linear=nn.Linear(64, 16), X=X(), bits=4, granularity=PerChannel(0), symmetric=True,
+        format="mxfp4", block_size=32, random_signs=False, seed=0), fixed=["name"],
+        accepts={**DATA_FREE, "seed": SEEDS, "block_size": ["None"]}),
+    "block_float.quantize_dequantize": E(block_float.quantize_dequantize, lambda: dict(
+        W=W(), element="e2m1", block_size=16, scale="e4m3"), sizes=["block_size"]),
+    "block_float.bits_per_weight": E(block_float.bits_per_weight, lambda: dict(
+        element="e2m1", block_size=16, scale="e4m3", numel=1024), sizes=["block_size", "numel"],
+        accepts={"numel": ["None"]}),
     "rotation.rotate_model": E(rotation.rotate_model, lambda: dict(
         model=llama(), layout=rotation.LLAMA, random_signs=True, seed=1, online_hadamard=True),
         accepts={"seed": SEEDS}),
@@ -770,6 +789,7 @@ SKIP = {
     "fp8.fill_layer": "from_linear's inner step: copies buffers it has just computed from a checked weight into the "
                       "layer it has just built (tested through FP8Linear / MXLinear.from_linear)",
     "mx.MXWeight": "a result container of mx.quantize_weight (fuzzed there)",
+    "hadamard_mx.HadamardMXWeight": "a result container of hadamard_mx.quantize_weight (fuzzed there)",
     "gguf_export.export_gguf": "writes a GGUF file from a real tokenizer and a source GGUF's metadata: its refusals "
                                "are tested in tests/methods/test_gguf_export.py",
 }

@@ -16,7 +16,7 @@ them up in one loop:
     awq         AWQ                                      "awq"                        QuantLinear / AWQLinear
     llm_int8    LLM.int8()                               "llm_int8"                   Int8MixedLinear
     smoothquant SmoothQuant (smooth_model, then rtn with activations=8)
-    w8a8_sim    simulated W8A8 / W8A6 (fake quantization, notebook 09)
+    w8a8_sim    simulated W8A8 / W8A6 / W4A4 / MX (fake quantization, notebooks 09 and 11)
     lora        LoRA adapters and their training loop (QLoRA over NF4Linear, notebook 10)
     wanda       Wanda: prune by |W| * ||X_j|| per output row, no update (pruning an LLM, notebook 13)
     sparsegpt   SparseGPT: GPTQ's OBS loop with zeros, block-wise masks, optional joint quantization
@@ -28,6 +28,7 @@ them up in one loop:
     fp8         the OCP FP8 formats (E4M3, E5M2) with per-tensor, per-row or 128x128-block float32 scales  "fp8"
     mx          the OCP Microscaling formats (MXFP8, MXFP6, MXFP4) and NVIDIA's NVFP4, emulated  "mx" (notebook 11)
     rotation    Walsh-Hadamard rotations of the residual stream (QuaRot), `rotate_model`
+    hadamard_mx a Hadamard per block of the input before MXFP4 / NVFP4 weights                       "hadamard_mx"
     kv_cache    KIVI's quantized KV cache on transformers' Cache API: int8/4/2 and FP8 keys and values (notebook 12)
     finetune_memory  the bytes of full, LoRA and QLoRA fine-tuning
 
@@ -48,6 +49,7 @@ from . import (
                ggml_quants,
                gguf_export,
                gptq,
+               hadamard_mx,
                hqq,
                kv_cache,
                llm_int8,
@@ -64,6 +66,6 @@ from . import (
                weight,
 )
 
-__all__ = ["awq", "distill_llm", "finetune_memory", "folding", "fp8", "ggml_quants", "gguf_export", "gptq", "hqq",
-           "kv_cache", "llm_int8", "lora", "mx", "nf4", "pruning", "rotation", "rtn", "smoothquant", "sparsegpt",
+__all__ = ["awq", "distill_llm", "finetune_memory", "folding", "fp8", "ggml_quants", "gguf_export", "gptq", "hadamard_mx",
+           "hqq", "kv_cache", "llm_int8", "lora", "mx", "nf4", "pruning", "rotation", "rtn", "smoothquant", "sparsegpt",
            "w8a8_sim", "wanda", "weight"]

@@ -44,10 +44,28 @@ def _check_seed(seed) -> None:
         raise TypeError(f"seed must be an int, got {seed!r}")
 
 
-def hadamard(n: int, random_signs: bool = False, seed: int = 0) -> torch.Tensor:
+def _signs(n: int, seed: int) -> torch.Tensor:
+    """The seeded +-1 signs s of diag(s) H. Shapes: -> (n,) float64."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 2, (n,), generator=generator, dtype=torch.float64) * 2 - 1
+
+
+def _block(n: int, block_size) -> int:
+    """block_size, checked: a power of two dividing n; None gives the largest power of two dividing n (576 -> 64)."""
+    if block_size is None:
+        return n & -n
+    check_positive_int(block_size, "block_size")
+    if block_size & (block_size - 1) or n % block_size:
+        raise ValueError(f"block_size must be a power of two that divides n={n} (a Walsh-Hadamard block), got "
+                         f"{block_size}; the largest that fits is {n & -n}")
+    return block_size
+
+
+def hadamard(n: int, random_signs: bool = False, seed: int = 0, block_size: int | None = None) -> torch.Tensor:
     """An orthonormal (block-diagonal) Walsh-Hadamard matrix: H H^T = I.
 
-    b = largest power of two dividing n;  H = blockdiag(H_b, ..., H_b) / sqrt(b);  random_signs: diag(s) H, s = +-1.
+    b = block_size (default: the largest power of two dividing n);  H = blockdiag(H_b, ..., H_b) / sqrt(b);
+    random_signs: diag(s) H, s = +-1 (seeded). block_size=32 rotates each MX block on its own (hadamard_mx.py).
     Shapes: -> (n, n) float64.
     """
     check_positive_int(n, "n")
@@ -56,20 +74,18 @@ def hadamard(n: int, random_signs: bool = False, seed: int = 0) -> torch.Tensor:
                          f"{MAX_HADAMARD}; hadamard_transform(x) multiplies by it without building it")
     check_bool(random_signs, "random_signs")
     _check_seed(seed)
-    block = n & -n  # the largest power of two dividing n: 576 -> 64
+    block = _block(n, block_size)
     H = torch.ones(1, 1, dtype=torch.float64)
     while H.shape[0] < block:
         H = torch.cat([torch.cat([H, H], 1), torch.cat([H, -H], 1)], 0)  # (2k, 2k) Sylvester
     H = torch.block_diag(*[H] * (n // block)) / math.sqrt(block)  # (n, n)
     if random_signs:
-        generator = torch.Generator().manual_seed(seed)
-        signs = torch.randint(0, 2, (n,), generator=generator, dtype=torch.float64) * 2 - 1  # (n,)
-        H = signs[:, None] * H
+        H = _signs(n, seed)[:, None] * H
     return H
 
 
-def hadamard_transform(x: torch.Tensor) -> torch.Tensor:
-    """x @ hadamard(n) without the matrix: the fast Walsh-Hadamard butterflies, log2(b) add / subtract passes.
+def hadamard_transform(x: torch.Tensor, block_size: int | None = None) -> torch.Tensor:
+    """x @ hadamard(n, block_size=block_size) without the matrix: the fast Walsh-Hadamard butterflies, log2(b) passes.
 
     Each pass pairs the entries h apart inside runs of 2h: (a, c) -> (a + c, a - c), h = 1, 2, 4, ..., b / 2,
     in float32 at least (float16's partial sums would overflow near 65504), rounded back to x's dtype at the end.
@@ -78,13 +94,13 @@ def hadamard_transform(x: torch.Tensor) -> torch.Tensor:
     check_float_tensor(x, "x")
     if x.ndim == 0:
         raise ValueError("x must have at least one dim (..., n), got a 0-d tensor")
-    return _hadamard_transform(x)
+    return _hadamard_transform(x, _block(x.shape[-1], block_size))
 
 
-def _hadamard_transform(x: torch.Tensor) -> torch.Tensor:
-    """hadamard_transform without the checks, for OnlineHadamard's forward."""
+def _hadamard_transform(x: torch.Tensor, block: int | None = None) -> torch.Tensor:
+    """hadamard_transform without the checks, for the layers' forwards (block: a power of two dividing n)."""
     n = x.shape[-1]
-    block = n & -n
+    block = n & -n if block is None else block
     y = x.to(torch.promote_types(x.dtype, torch.float32)).reshape(-1, n // block, block)  # (rows, n / b, b)
     h = 1
     while h < block:

@@ -3,6 +3,7 @@
 from .channels import channel_ranges
 from .compression import metric_curves, soft_targets, weight_histogram
 from .errors import error_histogram, error_histograms
+from .formats import format_error_figure, grid_use_histogram
 from .heatmaps import quantization_heatmaps
 from .inference import plot_bytes_vs_fidelity, plot_group_reconstruction
 from .outliers import activation_heatmap, alpha_sweep_plot, channel_max_plot, migration_plot, threshold_plot
@@ -18,4 +19,5 @@ __all__ = [
     "weight_histogram", "metric_curves", "soft_targets",
     "activation_heatmap", "channel_max_plot", "migration_plot", "alpha_sweep_plot", "threshold_plot",
     "nf4_codebook_plot", "hqq_error_plot", "obs_plot", "awq_plot", "pareto_plot",
+    "format_error_figure", "grid_use_histogram",
 ]
