@@ -24,8 +24,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
-from ..core.validation import check_choice, check_float_tensor, check_inputs, check_weight
+from ..core.validation import check_choice, check_float_tensor, check_inputs, check_module, check_names, check_weight
+from ..inference.capture import check_batches, run_batch
 from .ggml_kquants import (
     QK_K,
     _bit_field,
@@ -41,8 +43,8 @@ from .ggml_kquants import (
 )
 from .weight import QuantizedWeight
 
-__all__ = ["BLOCK_BYTES", "FP16_MAX", "GGMLWeight", "TYPES", "dequantize_blocks", "importance", "pack_blocks",
-           "quantize_blocks", "quantize_weight"]
+__all__ = ["BLOCK_BYTES", "FP16_MAX", "GGMLWeight", "TYPES", "dequantize_blocks", "importance", "model_importance",
+           "pack_blocks", "quantize_blocks", "quantize_weight"]
 
 QK = 32
 BLOCK_BYTES = {"Q8_0": (QK, 34), "Q4_0": (QK, 18), "Q4_1": (QK, 20), "Q5_0": (QK, 22), "Q5_1": (QK, 24),
@@ -152,6 +154,42 @@ def importance(X: torch.Tensor) -> torch.Tensor:
     if not bool(torch.isfinite(imatrix).all()):
         raise ValueError("the sum of x^2 overflows float32: the inputs are too large for an importance matrix")
     return imatrix
+
+
+@torch.no_grad()
+def model_importance(model: nn.Module, batches, names=None) -> dict[str, torch.Tensor]:
+    """importance(X) of every nn.Linear (or of `names`), summed over calibration batches: llama-imatrix's file.
+
+    imatrix[name]_i = sum over every token t of every batch of X_name[t, i]^2   (one forward pass per batch;
+    forward hooks add each layer's squared inputs, so no activation is kept)
+    Shapes: batches: token ids (1, seq) or dicts of model inputs -> {name: (in,) float32}.
+    """
+    if isinstance(check_module(model), nn.Linear):
+        raise TypeError("model must be a model whose Linear layers get an importance each, not a single nn.Linear "
+                        "(for one layer use importance(X))")
+    batches = check_batches(batches, model=model)
+    linears = {n: m for n, m in model.named_modules() if type(m) is nn.Linear}
+    if names is not None:
+        unknown = [n for n in check_names(names, model) if n not in linears]
+        if unknown:
+            raise ValueError(f"names must be nn.Linear layers of the model; not one: {unknown[:3]}")
+        linears = {n: linears[n] for n in names}
+    sums = {n: torch.zeros(m.in_features) for n, m in linears.items()}
+
+    def hook(module, args, output, name):
+        x = args[0].detach().float()
+        sums[name] += x.reshape(-1, x.shape[-1]).pow(2).sum(0).cpu()  # (in,)
+
+    handles = [m.register_forward_hook(lambda mod, a, o, n=n: hook(mod, a, o, n)) for n, m in linears.items()]
+    try:
+        for batch in batches:
+            run_batch(model, batch)
+    finally:
+        for h in handles:
+            h.remove()
+    if not all(bool(torch.isfinite(v).all()) for v in sums.values()):
+        raise ValueError("the sum of x^2 overflows float32 in some layer: the inputs are too large")
+    return sums
 
 
 def _check_imatrix(imatrix, type: str, n: int) -> torch.Tensor | None:

@@ -427,3 +427,16 @@ def test_quantize_weight_counts_the_block_bytes(qtype, bits):
 def test_bad_inputs_are_refused(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_model_importance_sums_each_layer_inputs_squared():
+    from qlearn.inference.capture import capture_inputs
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 32))
+    batches = [torch.randn(5, 64), torch.randn(3, 64)]
+    got = ggml_quants.model_importance(model, batches)
+    X = capture_inputs(model, ["0", "2"], batches)
+    assert set(got) == {"0", "2"}
+    for name in got:
+        torch.testing.assert_close(got[name], importance(X[name]))
