@@ -69,8 +69,10 @@ from qlearn.methods import (
     hqq,
     kv_cache,
     kv_eval,
+    llama_cpp,
     llm_int8,
     lora,
+    mixed_precision,
     mx,
     nf4,
     pruning,
@@ -695,6 +697,24 @@ CALLS: dict[str, Entry] = {
         data=ggml_quants.quantize_blocks(W(), "Q4_0"), type="Q4_0", shape=(16, 64))),
     "ggml_quants.importance": E(ggml_quants.importance, lambda: dict(X=X())),
     "ggml_quants.quantize_weight": E(ggml_quants.quantize_weight, lambda: dict(W=W(), X=None, type="Q4_1")),
+    "ggml_quants.model_importance": E(ggml_quants.model_importance, lambda: dict(
+        model=llama(), batches=[ids()], names=None), accepts={"names": ["None"]}),
+    "mixed_precision.decoder_blocks": E(mixed_precision.decoder_blocks, lambda: dict(model=llama())),
+    "mixed_precision.block_sensitivity": E(mixed_precision.block_sensitivity, lambda: dict(
+        model=llama(), tokenizer=tokenizer, text=TEXT, bits=4, group_size=32, blocks=None, window=16,
+        progress=False), sizes=["window", "group_size"], accepts={"text": ["nope"], "blocks": ["None"]}),
+    "mixed_precision.block_bytes": E(mixed_precision.block_bytes, lambda: dict(
+        model=llama(), bits_options=(4, 5, 8), blocks=None), accepts={"blocks": ["None"]}),
+    "mixed_precision.gguf_type": E(mixed_precision.gguf_type, lambda: dict(bits=4)),
+    "mixed_precision.estimated_kl": E(mixed_precision.estimated_kl, lambda: dict(
+        sensitivity=0.1, measured_bits=4, bits=5)),
+    "mixed_precision.allocate_bits": E(mixed_precision.allocate_bits, lambda: dict(
+        sensitivity={"a": 0.5, "b": 0.1}, costs={"a": {4: 10, 5: 12}, "b": {4: 10, 5: 12}}, budget=22,
+        measured_bits=4), sizes=["budget"]),
+    "mixed_precision.quantize_mixed": E(mixed_precision.quantize_mixed, lambda: dict(
+        model=llama(), plan={LAYER0: 4}, method="rtn", group_size=32, calibration=None, blocks=None),
+        sizes=["group_size"], accepts={"blocks": ["None"], "calibration": ["None"]}),
+    "llama_cpp.available": E(llama_cpp.available, lambda: dict()),
     "gguf_export.permute_for_gguf": E(gguf_export.permute_for_gguf, lambda: dict(W=W(), n_head=2),
                                       accepts={"W": ["nan", "inf", "-inf", "int", "bool"]}),  # a reordering only
     # float formats (notebook 15): FP8, MX, NVFP4; rotations
@@ -758,6 +778,9 @@ def _chain():
     return dict(model=model, chain=block_inputs.block_chain(model, targets.blocks(llama_linears())))
 
 
+LLAMA_CPP_SKIP = ("runs llama-cpp-python (an optional build, `make llama-cpp`) on a GGUF file; its refusals are "
+                  "tested in tests/methods/test_llama_cpp.py")
+
 SKIP = {
     # result records and containers: built by the library from checked input, never from user arguments
     "dtypes.FloatInfo": "a result record of float_info (fuzzed there)",
@@ -790,6 +813,14 @@ SKIP = {
                       "layer it has just built (tested through FP8Linear / MXLinear.from_linear)",
     "mx.MXWeight": "a result container of mx.quantize_weight (fuzzed there)",
     "hadamard_mx.HadamardMXWeight": "a result container of hadamard_mx.quantize_weight (fuzzed there)",
+    "llama_cpp.load": LLAMA_CPP_SKIP,
+    "llama_cpp.perplexity": LLAMA_CPP_SKIP,
+    "llama_cpp.kl_divergence": LLAMA_CPP_SKIP,
+    "llama_cpp.tokens_per_second": LLAMA_CPP_SKIP,
+    "llama_cpp.chat": LLAMA_CPP_SKIP,
+    "llama_cpp.quantize_gguf": LLAMA_CPP_SKIP,
+    "ggml_kquants.encode_k": "ggml_quants.quantize_blocks' inner step on blocks it has checked (fuzzed there)",
+    "ggml_kquants.decode_k": "ggml_quants.dequantize_blocks' inner step on bytes it has checked (fuzzed there)",
     "gguf_export.export_gguf": "writes a GGUF file from a real tokenizer and a source GGUF's metadata: its refusals "
                                "are tested in tests/methods/test_gguf_export.py",
 }

@@ -23,8 +23,10 @@ them up in one loop:
     pruning     prune_model: magnitude, Wanda or SparseGPT on a whole LLM, block by block (notebook 13)
     distill_llm token-level distillation of a pruned LLM from the dense one (forward KL at T), masks held or LoRA
     ggml_quants GGUF's block formats (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q6_K), llama.cpp's k-quant search and
-                importance matrix (notebook 14)
+                importance matrix (notebook 14); ggml_kquants holds the k-quant super-blocks and searches
     gguf_export write a Llama model (float, or a quantize_model grid) as a GGUF file
+    llama_cpp   llama.cpp through llama-cpp-python (optional build): perplexity, KL, tokens/s, llama-quantize
+    mixed_precision  bits per decoder block under a byte budget: block sensitivity (KL), greedy allocation
     fp8         the OCP FP8 formats (E4M3, E5M2) with per-tensor, per-row or 128x128-block float32 scales  "fp8"
     mx          the OCP Microscaling formats (MXFP8, MXFP6, MXFP4) and NVIDIA's NVFP4, emulated  "mx" (notebook 11)
     rotation    Walsh-Hadamard rotations of the residual stream (QuaRot), `rotate_model`
@@ -66,6 +68,6 @@ from . import (
                weight,
 )
 
-__all__ = ["awq", "distill_llm", "finetune_memory", "folding", "fp8", "ggml_quants", "gguf_export", "gptq", "hadamard_mx",
-           "hqq", "kv_cache", "llm_int8", "lora", "mx", "nf4", "pruning", "rotation", "rtn", "smoothquant", "sparsegpt",
-           "w8a8_sim", "wanda", "weight"]
+__all__ = ["awq", "distill_llm", "finetune_memory", "folding", "fp8", "ggml_quants", "gguf_export", "gptq",
+           "hadamard_mx", "hqq", "kv_cache", "llm_int8", "lora", "mx", "nf4", "pruning", "rotation", "rtn",
+           "smoothquant", "sparsegpt", "w8a8_sim", "wanda", "weight"]

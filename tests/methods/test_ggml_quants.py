@@ -13,7 +13,7 @@ import torch
 
 from qlearn.data.llm import smollm2_gguf
 from qlearn.data.models import minilm_activation, minilm_weight
-from qlearn.methods import ggml_quants
+from qlearn.methods import ggml_kquants, ggml_quants
 from qlearn.methods.ggml_quants import dequantize_blocks, importance, pack_blocks, quantize_blocks, quantize_weight
 
 LEGACY = ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"]
@@ -352,7 +352,7 @@ def test_scale_grid_search_matches_make_qp_quants():
     """The imatrix path puts the 8 sub-block scales on a 6-bit grid with make_qp_quants' sweeps: same grid."""
     g = torch.Generator().manual_seed(0)
     v, w = torch.rand(300, 8, generator=g) * 0.02, torch.rand(300, 8, generator=g) * 5
-    d, L = ggml_quants._search_scale_grid(v, w, 63)
+    d, L = ggml_kquants._search_scale_grid(v, w, 63)
     ref = [_ref_qp(v[i].numpy(), 63, w[i].numpy()) for i in range(300)]
     same = [r[1] == L[i].tolist() and np.float16(r[0]) == np.float16(float(d[i])) for i, r in enumerate(ref)]
     assert sum(same) >= 295  # without the 5 sweeps 30 of 300 differ
@@ -427,3 +427,16 @@ def test_quantize_weight_counts_the_block_bytes(qtype, bits):
 def test_bad_inputs_are_refused(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_model_importance_sums_each_layer_inputs_squared():
+    from qlearn.inference.capture import capture_inputs
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 32))
+    batches = [torch.randn(5, 64), torch.randn(3, 64)]
+    got = ggml_quants.model_importance(model, batches)
+    X = capture_inputs(model, ["0", "2"], batches)
+    assert set(got) == {"0", "2"}
+    for name in got:
+        torch.testing.assert_close(got[name], importance(X[name]))
