@@ -29,7 +29,8 @@ from ..core.validation import check_bool, check_choice, check_module, check_posi
 __all__ = ["FTYPES", "INSTALL_HINT", "available", "chat", "kl_divergence", "load", "perplexity", "quantize_gguf",
            "tokens_per_second"]
 
-INSTALL_HINT = "llama-cpp-python is not installed: build it once with `make llama-cpp` (about 25-40 min on 2 cores)"
+INSTALL_HINT = ("llama-cpp-python is not installed: build it once with `make llama-cpp` "
+                "(a source build: about 5 min on 2 quiet cores)")
 FTYPES = {"F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "Q5_0": 8, "Q5_1": 9, "Q2_K": 10, "Q3_K_S": 11,
           "Q3_K_M": 12, "Q3_K_L": 13, "Q4_K_S": 14, "Q4_K_M": 15, "Q5_K_S": 16, "Q5_K_M": 17, "Q6_K": 18}  # llama_ftype
 _QUIET = []  # keeps the no-op log callback alive (ctypes would free it, and llama.cpp would call freed memory)

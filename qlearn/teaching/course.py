@@ -23,6 +23,10 @@ NOTEBOOKS = (
      "NF4, HQQ, GPTQ and AWQ from scratch; a shootout on MiniLM and SmolLM2"),
     ("09_activation_outliers", "Activation outliers", "outlier features, per-token scales, LLM.int8(), SmoothQuant"),
     ("10_qlora", "QLoRA", "the memory of fine-tuning, LoRA by hand, NF4 + LoRA on SmolLM2, bitsandbytes + peft"),
+    ("11_float_formats_and_rotations", "Float formats and rotations",
+     "FP8, MXFP8/MXFP6/MXFP4 and NVFP4 from the bits up, checked against torchao; Hadamard rotations, W4A4"),
+    ("12_kv_cache", "The KV cache", "keys per channel, values per token: int8/int4/int2 and FP8 caches, KIVI"),
+    ("13_pruning_llms", "Pruning a language model", "Wanda, SparseGPT, 2:4; recovery by distillation; then quantize"),
 )
 RUNTIMES = "notebook_runtimes.json"
 
