@@ -1,6 +1,6 @@
 """Issue 23's targets: the float block formats (MXFP8/6/4, NVFP4) and rotations, measured, each met or not.
 
-    python benchmarks/bench_formats.py                  # about 2-3 minutes on 2 quiet cores
+    python benchmarks/bench_formats.py                  # about 1.5 minutes on 2 cores, peak 2.7 GiB
     python benchmarks/bench_formats.py --tokens 256 --calibration 1024
 
 1. every MX format and NVFP4 equals torchao's reference bit for bit on held-out real weights (MiniLM, SmolLM2
