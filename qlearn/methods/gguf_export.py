@@ -110,14 +110,15 @@ def grid_blocks(name: str, layer: QuantLinear):
 def _tensors(model: nn.Module, type: str | None) -> list:
     """(Hugging Face name, kind, payload) for every tensor the file gets, checked before anything is written.
 
-    kind "float": payload W; kind "grid": payload (GGML type, u, d, m) from `grid_blocks`.
+    kind "float": payload W; kind "grid": payload (GGML type, its packed blocks (out, in / 32 * bytes) uint8),
+    packed at once so the exporter holds bytes, never every layer's int32 codes (4 bytes per weight).
     """
     quantized = {name: m for name, m in model.named_modules() if isinstance(m, QuantLinear)}
     if quantized and type is not None:
         raise ValueError(f"the model holds QuantLinear layers ({next(iter(quantized))}, ...): pass type=None to "
                          "write their own grid, or export the float model")
     owners = dict(model.named_modules())
-    out = [(f"{name}.weight", "grid", grid_blocks(name, m)) for name, m in quantized.items()]
+    out = [(f"{name}.weight", "grid", _packed(name, m)) for name, m in quantized.items()]
     for hf_name, tensor in model.state_dict().items():
         prefix = hf_name.rsplit(".", 1)[0]
         if prefix in quantized:
@@ -127,6 +128,12 @@ def _tensors(model: nn.Module, type: str | None) -> list:
                              "takes float layers and QuantLinear grids)")
         out.append((hf_name, "float", tensor.detach().float().cpu()))
     return out
+
+
+def _packed(name: str, layer: QuantLinear) -> tuple:
+    """(GGML type, the layer's grid packed into its blocks): rows permute alike before or after packing."""
+    tensor_type, u, d, m = grid_blocks(name, layer)
+    return tensor_type, pack_blocks(u, d, m, tensor_type)  # (out, in / 32 * bytes) uint8
 
 
 def _type_name(module) -> str:
@@ -188,8 +195,8 @@ def export_gguf(model: nn.Module, tokenizer, path, type: str | None = "Q8_0", me
         heads = n_head if hf_name.endswith("q_proj.weight") else n_kv if hf_name.endswith("k_proj.weight") else None
         rows = (lambda t: t) if heads is None else (lambda t: permute_for_gguf(t, heads))  # noqa: E731
         if kind == "grid":
-            tensor_type, u, d, m = payload
-            data = pack_blocks(rows(u), rows(d), None if m is None else rows(m), tensor_type).numpy()
+            tensor_type, packed = payload
+            data = rows(packed).numpy()  # (out, in / 32 * bytes) uint8, a block's bytes stay within its row
         else:
             W = rows(payload)
             tensor_type = "F32" if W.ndim == 1 else "Q8_0" if name == "token_embd.weight" and type in ("Q4_0", "Q4_1") \
