@@ -34,7 +34,7 @@ NUMERIC_CONFIG_1 :=
 NUMERIC_CONFIG_2 := MKL_CBWR=COMPATIBLE ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 OMP_NUM_THREADS=1
 NUMERIC_CONFIG_3 := MKL_CBWR=SSE4_2 ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 OMP_NUM_THREADS=2
 LLM_NOTEBOOKS := notebooks/08_weight_methods.ipynb notebooks/11_float_formats_and_rotations.ipynb \
-	notebooks/12_kv_cache.ipynb notebooks/13_pruning_llms.ipynb
+	notebooks/12_kv_cache.ipynb notebooks/13_pruning_llms.ipynb notebooks/14_shipping_gguf.ipynb
 
 VENV_COLAB ?= .venv-colab
 COLAB_BIN := $(VENV_COLAB)/bin
@@ -54,7 +54,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# qlearn.methods.llama_cpp (and its tests) run GGUF files in llama.cpp. `make lab` does not build it (a student's first setup stays fast);
+# Notebook 14 (qlearn.methods.llama_cpp and its tests) runs GGUF files in llama.cpp. `make lab` does not build it (a student's first setup stays fast);
 # `make test` does. About 10-25 minutes on 2 cores the first time, seconds once pip has the wheel cached.
 $(LLAMA_STAMP): $(STAMP)
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip install --quiet $(LLAMA_CPP)

@@ -27,6 +27,8 @@ NOTEBOOKS = (
      "FP8, MXFP8/MXFP6/MXFP4 and NVFP4 from the bits up, checked against torchao; Hadamard rotations, W4A4"),
     ("12_kv_cache", "The KV cache", "keys per channel, values per token: int8/int4/int2 and FP8 caches, KIVI"),
     ("13_pruning_llms", "Pruning a language model", "Wanda, SparseGPT, 2:4; recovery by distillation; then quantize"),
+    ("14_shipping_gguf", "Shipping the model",
+     "GGUF blocks and k-quants byte for byte, the importance matrix, llama.cpp; capstone under a memory budget"),
 )
 RUNTIMES = "notebook_runtimes.json"
 
