@@ -169,3 +169,12 @@ def test_every_notebook_is_stamped(path):
     """Fails when a notebook lacks its badge/setup cells or they are stale: run scripts/stamp_colab.py."""
     assert stamp_colab.is_fresh(read(path), path, stamp_colab.repository_url()), \
         f"{path.name}: stale Colab stamp; run `python scripts/stamp_colab.py notebooks/{path.name}`"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_each_notebook_has_one_badge_and_one_setup_cell(path):
+    """A stamp over an untagged old badge and setup leaves both behind: the check above cannot see them."""
+    cells = read(path).cells
+    badges = [i for i, c in enumerate(cells) if "colab-badge.svg" in c.source]
+    setups = [i for i, c in enumerate(cells) if c.cell_type == "code" and "google.colab" in c.source]
+    assert badges == [0] and setups == [1], f"{path.name}: badge cells {badges}, Colab setup cells {setups}"
