@@ -54,8 +54,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Notebook 14 (qlearn.methods.llama_cpp and its tests) runs GGUF files in llama.cpp. `make lab` does not build it (a student's first setup stays fast);
-# `make test` does. About 10-25 minutes on 2 cores the first time, seconds once pip has the wheel cached.
+# Notebook 14 (qlearn.methods.llama_cpp and its tests) runs GGUF files in llama.cpp. `make lab` does not build it
+# (a student's first setup stays fast); `make test` does. A source build: about 5 minutes on 2 quiet cores (14 on
+# busy ones) the first time, seconds once pip has the wheel cached.
 $(LLAMA_STAMP): $(STAMP)
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip install --quiet $(LLAMA_CPP)
 	touch $(LLAMA_STAMP)

@@ -81,6 +81,14 @@ def _tags(cell) -> set:
     return set(cell.metadata.get("tags", []))
 
 
+def _is_old_stamp(cell) -> bool:
+    """An untagged Colab cell written by hand or an older stamp: a badge line alone, or a Colab setup cell."""
+    src = cell.source.strip()
+    if cell.cell_type == "markdown":
+        return src.startswith("[![Open In Colab]") and "\n" not in src
+    return cell.cell_type == "code" and '"google.colab" in sys.modules' in src and "qlearn @ git+" in src
+
+
 def expected_cells(nb, nb_path: pathlib.Path, url: str):
     """The badge (markdown) and setup (code) cells this notebook should start with."""
     badge = nbformat.v4.new_markdown_cell(badge_source(nb_path, _title(nb, nb_path), url),
@@ -94,7 +102,7 @@ def is_fresh(nb, nb_path: pathlib.Path, url: str) -> bool:
     """True if the notebook opens with exactly the expected two cells, and holds no other stamped cell."""
     want = expected_cells(nb, nb_path, url)
     head = nb.cells[:2]
-    if len(head) < 2 or any(_tags(c) & {BADGE_TAG, SETUP_TAG} for c in nb.cells[2:]):
+    if len(head) < 2 or any(_tags(c) & {BADGE_TAG, SETUP_TAG} or _is_old_stamp(c) for c in nb.cells[2:]):
         return False
     return all(c.cell_type == w.cell_type and c.source == w.source and c.get("id") == w.id and
                _tags(c) >= _tags(w) for c, w in zip(head, want))
@@ -115,7 +123,7 @@ def stamp(nb_path: pathlib.Path, url: str) -> bool:
         nb.cells.pop(0)
         if rest:
             nb.cells.insert(0, nbformat.v4.new_markdown_cell(rest))
-    body = [c for c in nb.cells if not _tags(c) & {BADGE_TAG, SETUP_TAG}]
+    body = [c for c in nb.cells if not _tags(c) & {BADGE_TAG, SETUP_TAG} and not _is_old_stamp(c)]
     nb.cells = [badge, setup] + body
     nb.nbformat, nb.nbformat_minor = 4, max(nb.get("nbformat_minor", 0), 5)  # cell ids need nbformat 4.5
     nbformat.write(nb, nb_path)
