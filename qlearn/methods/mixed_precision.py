@@ -1,4 +1,4 @@
-"""Bits per layer under a memory budget: measure each block's sensitivity, then fill the budget greedily.
+"""Bits per layer under a memory budget: measure each block's sensitivity, then choose the widths that fit.
 
 The idea behind EXL2's per-layer bit rates and Unsloth's "dynamic" quants, in its simplest form. Objective:
 
@@ -7,24 +7,28 @@ The idea behind EXL2's per-layer bit rates and Unsloth's "dynamic" quants, in it
 bytes_l(b) counts the block's weights as a GGUF file stores them (the file llama.cpp maps into memory).
 
 KL_l(b) is the KL divergence of the model's next-token distribution when only block l is quantized to b bits
-(the others stay float). Measured once at `bits` (RTN, the grid every method rounds onto) and extended to the
-other widths by the rule that each extra bit halves the rounding error, so quarters its square:
-KL_l(b) ~= KL_l(bits) * 4^(bits - b). The budget is filled greedily: start every block at the fewest bits, then
-keep raising the block whose next width buys the most KL per byte, while the budget allows (a knapsack whose
-costs are convex in the bits, where the greedy choice is close to the best).
-Simplified: the blocks' errors are taken to add up (they interact a little), and sensitivity is measured with
-RTN even when GPTQ or AWQ quantizes afterwards (they lower every block's error by a similar factor).
+(the others stay float), with the method that will ship: `block_sensitivity(..., bits=(4, 5, 8), method="gptq")`
+measures it at every width. Cheaper, and only an estimate: measure at one width and extend by the rule that each
+extra bit halves the rounding error, so quarters its square, KL_l(b) ~= KL_l(m) * 4^(m - b). The rule fits RTN
+roughly; GPTQ gains more from its fifth bit than a quarter and much less than that from the sixth to the eighth
+(benchmarks/bench_gguf.py prints both), so a plan built on the rule can lose to the uniform choice it should beat.
+The widths are chosen exactly (a multiple-choice knapsack, solved by dynamic programming over the bytes).
+Simplified: the blocks' errors are taken to add up (they interact a little).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from ..core.granularity import PerGroup
+from ..core.modules import replace_module
 from ..core.validation import check_bits, check_bool, check_module, check_number, check_positive_int
 from ..inference.quantize_model import quantize_model
+from ..inference.registry import get_method
 from ..inference.targets import block_prefix
 from .ggml_quants import BLOCK_BYTES
 from .rtn import quantize_weight as rtn_weight
@@ -62,43 +66,80 @@ def _check_blocks(model: nn.Module, blocks) -> dict[str, list[str]]:
     return blocks
 
 
-@torch.no_grad()
-def block_sensitivity(model: nn.Module, tokenizer, text: str, bits: int = 4, group_size: int = 64,
-                      blocks: dict | None = None, window: int = 128, progress: bool = False) -> dict[str, float]:
-    """KL(p_float || p_block) in nats for each block: only that block's Linears rounded to `bits` (RTN).
+def _rounded_block(model, names, bits, group_size, method, calibration, exclude, options) -> dict:
+    """Swap the block's Linears for their `bits`-bit version by `method`, as quantize_mixed would; return the old."""
+    if method == "rtn":  # the fast path: round the weights in place
+        saved = {}
+        for name in names:
+            weight = model.get_submodule(name).weight
+            saved[name] = weight.data
+            weight.data = rtn_weight(weight.data, bits=bits, group_size=group_size, symmetric=bits >= 6).dequantize()
+        return saved
+    saved = {name: model.get_submodule(name) for name in names}
+    quantize_model(model, bits=bits, granularity=PerGroup(group_size), method=method, calibration=calibration,
+                   exclude=exclude, symmetric=bits >= 6, **options)
+    return saved
 
-        KL_l = 1/N * sum_t sum_v p(v | x_<=t) * (log p(v | x_<=t) - log p_l(v | x_<=t))
-    The weights are swapped in place and put back (the model ends as it began). Same positions as
-    metrics.kl_divergence with one window of the first `window` tokens of `text`.
-    Shapes: text -> ids (1, w) -> logits (w, vocab) per block -> {block: float}.
+
+def _restore(model, saved: dict) -> None:
+    for name, old in saved.items():
+        if isinstance(old, torch.Tensor):
+            model.get_submodule(name).weight.data = old
+        else:
+            replace_module(model, name, old)
+
+
+@torch.no_grad()
+def block_sensitivity(model: nn.Module, tokenizer, text: str, bits=4, group_size: int = 64,
+                      blocks: dict | None = None, window: int = 128, progress: bool = False, method: str = "rtn",
+                      calibration=None, **options) -> dict:
+    """KL(p_float || p_block) in nats for each block: only that block's Linears quantized to `bits` by `method`.
+
+        KL_l(b) = 1/N * sum_t sum_v p(v | x_<=t) * (log p(v | x_<=t) - log p_l,b(v | x_<=t))
+    bits: an int -> {block: KL}; a tuple of widths -> {block: {bits: KL}} (what allocate_bits takes measured).
+    Each width is rounded as quantize_mixed rounds it: groups of `group_size`, symmetric from 6 bits on.
+    method "rtn" rounds the weights in place (fast); any other registered method ("gptq", "awq", ...) runs
+    quantize_model on that block alone with `calibration` and **options, once per block and width. The block is
+    put back each time: the model ends as it began. Same positions as metrics.kl_divergence with one window of
+    the first `window` tokens of `text`.
+    Shapes: text -> ids (1, w) -> logits (w, vocab) per block and width -> {block: KL} or {block: {bits: KL}}.
     """
     check_module(model)
-    check_bits(bits)
+    widths = _check_widths(bits)
     check_positive_int(group_size, "group_size")
     check_positive_int(window, "window")
     check_bool(progress, "progress")
+    get_method(method)
     blocks = _check_blocks(model, blocks)
     if not isinstance(text, str) or not text.strip():
         raise ValueError("text must be a non-empty string")
     if not callable(tokenizer):
         raise TypeError(f"tokenizer must be a Hugging Face tokenizer, got {type(tokenizer).__name__}")
+    if method == "rtn" and (options or calibration is not None):
+        raise ValueError("method 'rtn' takes no calibration or options here; they are for method='gptq' and the like")
+    linears = [name for name, m in model.named_modules() if type(m) is nn.Linear]
     ids = tokenizer(text, return_tensors="pt")["input_ids"][:, :window]  # (1, w)
     ids = ids.to(next(model.parameters()).device)
     logp_ref = torch.log_softmax(model(ids).logits[0].double(), dim=-1)  # (w, vocab)
-    out = {}
+    out: dict = {}
     for block, names in tqdm(blocks.items(), desc="sensitivity", disable=not progress):
-        saved = {}
-        for name in names:
-            weight = model.get_submodule(name).weight
-            saved[name] = weight.data
-            weight.data = rtn_weight(weight.data, bits=bits, group_size=group_size).dequantize()
-        try:
-            logp = torch.log_softmax(model(ids).logits[0].double(), dim=-1)  # (w, vocab)
-        finally:
-            for name in names:
-                model.get_submodule(name).weight.data = saved[name]
-        out[block] = float((logp_ref.exp() * (logp_ref - logp)).sum(-1).mean())
-    return out
+        exclude = [name for name in linears if name not in names]
+        for b in widths:
+            saved = _rounded_block(model, names, b, group_size, method, calibration, exclude, options)
+            try:
+                logp = torch.log_softmax(model(ids).logits[0].double(), dim=-1)  # (w, vocab)
+            finally:
+                _restore(model, saved)
+            out.setdefault(block, {})[b] = float((logp_ref.exp() * (logp_ref - logp)).sum(-1).mean())
+    return out if isinstance(bits, (tuple, list)) else {block: kl[bits] for block, kl in out.items()}
+
+
+def _check_widths(bits) -> list[int]:
+    if isinstance(bits, (tuple, list)):
+        if not bits:
+            raise ValueError("bits must be an int or a non-empty tuple of widths, got ()")
+        return sorted({check_bits(b) for b in bits})
+    return [check_bits(bits)]
 
 
 def gguf_type(bits: int) -> str:
@@ -134,66 +175,123 @@ def estimated_kl(sensitivity: float, measured_bits: int, bits: int) -> float:
     return sensitivity * 4.0 ** (check_bits(measured_bits, "measured_bits") - check_bits(bits))
 
 
-def allocate_bits(sensitivity: dict, costs: dict, budget: int, measured_bits: int = 4) -> dict[str, int]:
-    """Bits per block within `budget` bytes, greedily: always raise the block with the most KL saved per byte.
+def _kl_table(sensitivity: dict, costs: dict, measured_bits: int) -> dict[str, dict[int, float]]:
+    """block -> {bits: KL} for every width in costs: measured where given, else by estimated_kl from one number."""
+    table = {}
+    for block, kl in sensitivity.items():
+        widths = sorted(costs[block])
+        if isinstance(kl, dict):
+            if set(widths) - set(kl):
+                raise ValueError(f"sensitivity[{block!r}] measures widths {sorted(kl)}, but costs offers {widths}: "
+                                 "measure every width (block_sensitivity(..., bits=(4, 5, 8)))")
+            values = {b: kl[b] for b in widths}
+        else:
+            values = {b: kl for b in widths}
+        for b, v in values.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < float("inf"):
+                raise ValueError(f"sensitivity[{block!r}] must be a finite KL >= 0 (or a dict of them), got {v!r}")
+        table[block] = values if isinstance(kl, dict) else {b: estimated_kl(kl, measured_bits, b) for b in widths}
+    return table
 
-        start b_l = min bits; repeat: l* = argmax_l (KL_l(b_l) - KL_l(b_l')) / (bytes_l(b_l') - bytes_l(b_l))
-        over the blocks whose next width b_l' still fits; stop when none fits.
-    sensitivity: block -> KL at `measured_bits` (block_sensitivity); costs: block -> {bits: bytes} (block_bytes).
+
+MAX_STEPS = 100_000  # the budget's resolution in allocate_bits' table
+
+
+def allocate_bits(sensitivity: dict, costs: dict, budget: int, measured_bits: int = 4) -> dict[str, int]:
+    """The widths per block that minimise the summed KL within `budget` bytes (a multiple-choice knapsack).
+
+        min over b_l in costs[l]  sum_l KL_l(b_l)   s.t.   sum_l bytes_l(b_l) <= budget
+    sensitivity: block -> {bits: KL} measured at every width in costs (block_sensitivity with a tuple of bits),
+        or block -> one KL at `measured_bits`, extended by estimated_kl (each bit quarters it);
+    costs: block -> {bits: bytes} (block_bytes).
+    Solved exactly by dynamic programming over the bytes above the smallest plan, in steps of their greatest
+    common divisor; if that makes more than MAX_STEPS steps, each block's extra bytes are rounded up to a coarser
+    step (the plan still fits, and may leave less than one step per block unused). Ties go to fewer bits.
+    Shapes: {block: KL or {bits: KL}}, {block: {bits: bytes}}, int -> {block: bits}.
     """
     if not isinstance(sensitivity, dict) or not isinstance(costs, dict) or set(sensitivity) != set(costs) \
             or not costs:
         raise ValueError("sensitivity and costs must be non-empty dicts over the same blocks")
     check_positive_int(budget, "budget")
-    check_bits(measured_bits)
-    for block, kl in sensitivity.items():
-        if not isinstance(kl, (int, float)) or not kl >= 0 or kl == float("inf"):
-            raise ValueError(f"sensitivity[{block!r}] must be a finite KL >= 0, got {kl!r}")
-    options = {block: sorted(c) for block, c in costs.items()}
-    bits = {block: opts[0] for block, opts in options.items()}
-    used = sum(costs[block][b] for block, b in bits.items())
+    check_bits(measured_bits, "measured_bits")
+    for block, c in costs.items():
+        if not isinstance(c, dict) or not c or any(isinstance(v, bool) or not isinstance(v, int) or v < 0
+                                                    for v in c.values()):
+            raise ValueError(f"costs[{block!r}] must be a non-empty dict bits -> bytes (ints >= 0), got {c!r}")
+        for b in c:
+            check_bits(b, f"a width in costs[{block!r}]")
+    table = _kl_table(sensitivity, costs, measured_bits)
+    names = list(costs)
+    base = {block: min(costs[block].values()) for block in names}
+    used = sum(base.values())
     if used > budget:
         raise ValueError(f"the budget of {budget:,} bytes is below the smallest choice ({used:,} bytes, every block "
-                         f"at its fewest bits); raise it")
-    while True:
-        best, best_gain = None, 0.0
-        for block, b in bits.items():
-            higher = [o for o in options[block] if o > b]
-            if not higher:
+                         f"at its fewest bytes); raise it")
+    slack = budget - used
+    extras = {block: {b: c - base[block] for b, c in costs[block].items()} for block in names}
+    step = math.gcd(*(e for ex in extras.values() for e in ex.values()), slack) or 1
+    if slack // step > MAX_STEPS:
+        step = -(-slack // MAX_STEPS)
+    steps = slack // step
+    # best[s] = the least KL of the blocks so far with at most s steps of extra bytes
+    best = torch.zeros(steps + 1, dtype=torch.float64)
+    choices = []
+    for block in names:
+        options = sorted(costs[block], key=lambda b: (costs[block][b], b))
+        new = torch.full((steps + 1,), float("inf"), dtype=torch.float64)
+        pick = torch.zeros(steps + 1, dtype=torch.long)
+        for index, b in enumerate(options):
+            k = -(-extras[block][b] // step)
+            if k > steps:
                 continue
-            extra = costs[block][higher[0]] - costs[block][b]
-            if used + extra > budget:
-                continue
-            saved = estimated_kl(sensitivity[block], measured_bits, b) - \
-                estimated_kl(sensitivity[block], measured_bits, higher[0])
-            gain = saved / max(extra, 1)
-            if best is None or gain > best_gain:
-                best, best_gain = block, gain
-        if best is None:
-            return bits
-        nxt = [o for o in options[best] if o > bits[best]][0]
-        used += costs[best][nxt] - costs[best][bits[best]]
-        bits[best] = nxt
+            candidate = torch.full((steps + 1,), float("inf"), dtype=torch.float64)
+            candidate[k:] = best[:steps + 1 - k] + table[block][b]
+            better = candidate < new
+            new = torch.where(better, candidate, new)
+            pick = torch.where(better, torch.tensor(index), pick)
+        best = new
+        choices.append((block, options, pick))
+    plan, s = {}, steps
+    for block, options, pick in reversed(choices):
+        b = options[int(pick[s])]
+        plan[block] = b
+        s -= -(-extras[block][b] // step)
+    return {block: plan[block] for block in names}
 
 
 def quantize_mixed(model: nn.Module, plan: dict, method: str = "gptq", group_size: int = 64, calibration=None,
                    blocks: dict | None = None, **options) -> list:
-    """quantize_model once per width in `plan` (block -> bits), each call on that width's blocks only, in place.
+    """Quantize each block of `plan` (block -> bits) to its width with `method`, in place, in the model's order.
 
-    Widths of 6-8 bits are symmetric (so that export_gguf writes them as Q8_0), fewer asymmetric (Q4_1, Q5_1).
-    Returns the QuantizeReports, widest first. Linears in no block of the plan (a tied lm_head) stay float.
+    One quantize_model call per run of consecutive blocks at the same width, first block first: a sequential
+    method (GPTQ) then sees each block's inputs through the blocks before it as they will ship, exactly as one
+    uniform pass would. Widths of 6-8 bits are symmetric (so that export_gguf writes them as Q8_0), fewer
+    asymmetric (Q4_1, Q5_1). Returns the QuantizeReports in that order. Linears in no block of the plan (a tied
+    lm_head, blocks left out of it) stay float.
     """
     check_module(model)
     blocks = _check_blocks(model, blocks)
     if not isinstance(plan, dict) or not plan or set(plan) - set(blocks):
         raise ValueError(f"plan must map blocks of the model to bits; unknown: {sorted(set(plan) - set(blocks))[:3]}")
-    in_blocks = {name for names in blocks.values() for name in names}
-    loose = [name for name, m in model.named_modules() if type(m) is nn.Linear and name not in in_blocks]
+    for block, b in plan.items():
+        check_bits(b, f"plan[{block!r}]")
+    linears = [name for name, m in model.named_modules() if type(m) is nn.Linear]
+    runs: list[tuple[int, list[str]]] = []
+    for block in (block for block in blocks if block in plan):
+        if runs and runs[-1][0] == plan[block] and runs[-1][1][-1] == _previous(blocks, block):
+            runs[-1][1].append(block)
+        else:
+            runs.append((plan[block], [block]))
     reports = []
-    for b in sorted(set(plan.values()), reverse=True):
-        check_bits(b)
-        others = [block for block in blocks if plan.get(block) != b]
+    for b, run in runs:
+        names = {name for block in run for name in blocks[block]}
         reports.append(quantize_model(model, bits=b, granularity=PerGroup(group_size), method=method,
-                                      calibration=calibration, exclude=others + loose, symmetric=b >= 6,
-                                      **options))
+                                      calibration=calibration, exclude=[n for n in linears if n not in names],
+                                      symmetric=b >= 6, **options))
     return reports
+
+
+def _previous(blocks: dict, block: str) -> str | None:
+    order = list(blocks)
+    index = order.index(block)
+    return order[index - 1] if index else None

@@ -1,14 +1,18 @@
-"""mixed_precision: block sensitivity (measured KL, model left as it was), the greedy bit allocation within a byte
-budget, and quantize_mixed giving each block its planned width. A tiny random Llama keeps it fast."""
+"""mixed_precision: block sensitivity (measured KL at one or several widths, by RTN or GPTQ, model left as it was),
+the exact bit allocation within a byte budget (against brute force), and quantize_mixed giving each block its planned
+width in the model's order. A tiny random Llama keeps it fast."""
 
+import copy
 import itertools
 
 import pytest
 import torch
 import transformers
 
+from qlearn.core.granularity import PerGroup
 from qlearn.core.metrics import kl_divergence
 from qlearn.inference.linear import QuantLinear
+from qlearn.inference.quantize_model import quantize_model
 from qlearn.methods import mixed_precision as mp
 from qlearn.methods.rtn import quantize_weight as rtn_weight
 
@@ -55,6 +59,36 @@ def test_sensitivity_is_the_kl_of_that_block_alone_and_leaves_the_model_as_it_wa
     assert s2["model.layers.1"] == pytest.approx(expected, rel=1e-6)
 
 
+def test_several_widths_give_each_width_as_quantize_mixed_rounds_it(tiny):
+    table = mp.block_sensitivity(tiny, CharTokenizer(), TEXT, bits=(2, 8), group_size=32)
+    assert table == {b: {2: kl2, 8: mp.block_sensitivity(tiny, CharTokenizer(), TEXT, bits=8, group_size=32)[b]}
+                     for b, kl2 in mp.block_sensitivity(tiny, CharTokenizer(), TEXT, bits=2, group_size=32).items()}
+    # 8 bits is symmetric, as quantize_mixed (and Q8_0) rounds it
+    q = copy.deepcopy(tiny)
+    quantize_model(q, bits=8, granularity=PerGroup(32), symmetric=True,
+                   exclude=[n for n in mp.decoder_blocks(q)["model.layers.0"]] + [n for n in mp.decoder_blocks(q)[
+                       "model.layers.2"]])
+    expected = kl_divergence(tiny, q, CharTokenizer(), TEXT[:128], window=128, progress=False)
+    assert table["model.layers.1"][8] == pytest.approx(expected, rel=1e-5)
+
+
+def test_sensitivity_by_gptq_is_the_kl_of_that_block_quantized_by_gptq_alone(tiny):
+    calibration = [CharTokenizer()(TEXT[i:i + 64], return_tensors="pt")["input_ids"] for i in (0, 64)]
+    before = {k: v.clone() for k, v in tiny.state_dict().items()}
+    table = mp.block_sensitivity(tiny, CharTokenizer(), TEXT, bits=(3, 5), group_size=32, method="gptq",
+                                 calibration=calibration)
+    assert all(torch.equal(before[k], v) for k, v in tiny.state_dict().items())
+    assert all(type(m) is torch.nn.Linear for n, m in tiny.named_modules() if "proj" in n)  # put back
+    blocks = mp.decoder_blocks(tiny)
+    q = copy.deepcopy(tiny)
+    quantize_model(q, bits=3, granularity=PerGroup(32), method="gptq", calibration=calibration,
+                   exclude=blocks["model.layers.0"] + blocks["model.layers.1"])
+    expected = kl_divergence(tiny, q, CharTokenizer(), TEXT[:128], window=128, progress=False)
+    assert table["model.layers.2"][3] == pytest.approx(expected, rel=1e-5)
+    rtn = mp.block_sensitivity(tiny, CharTokenizer(), TEXT, bits=3, group_size=32)
+    assert all(table[b][3] != rtn[b] for b in blocks)  # GPTQ, not RTN, did the rounding
+
+
 def test_block_bytes_are_the_gguf_block_bytes_of_each_width(tiny):
     costs = mp.block_bytes(tiny)
     weights = sum(tiny.get_submodule(n).weight.numel() for n in mp.decoder_blocks(tiny)["model.layers.0"])
@@ -65,19 +99,40 @@ def _plans(blocks, options):
     return [dict(zip(blocks, combo)) for combo in itertools.product(options, repeat=len(blocks))]
 
 
-def test_greedy_allocation_fits_the_budget_and_matches_the_best_plan_on_a_small_case():
+def _best(table, costs, budget):
+    """Brute force: the least summed KL over every plan that fits."""
+    blocks = list(costs)
+    return min(sum(table[k][b] for k, b in p.items()) for p in _plans(blocks, sorted(costs[blocks[0]]))
+               if sum(costs[k][b] for k, b in p.items()) <= budget)
+
+
+def test_allocation_is_the_best_plan_on_small_cases():
     blocks = ["a", "b", "c", "d"]
     sensitivity = {"a": 5.0, "b": 0.01, "c": 0.5, "d": 0.05}
     costs = {k: {b: 100 * b for b in (2, 3, 4, 5)} for k in blocks}
+    table = {k: {b: mp.estimated_kl(s, 3, b) for b in (2, 3, 4, 5)} for k, s in sensitivity.items()}
     for budget in (800, 1100, 1400, 1600, 2000):
-        plan = mp.allocate_bits(sensitivity, costs, budget)
+        plan = mp.allocate_bits(sensitivity, costs, budget, measured_bits=3)
         assert sum(costs[k][b] for k, b in plan.items()) <= budget
-        total = sum(mp.estimated_kl(sensitivity[k], 3, b) for k, b in plan.items())
-        best = min(sum(mp.estimated_kl(sensitivity[k], 3, b) for k, b in p.items())
-                   for p in _plans(blocks, (2, 3, 4, 5)) if sum(costs[k][b] for k, b in p.items()) <= budget)
-        assert total == pytest.approx(best)  # equal costs per bit: greedy is optimal here
-    plan = mp.allocate_bits(sensitivity, costs, 1400)
+        assert sum(table[k][b] for k, b in plan.items()) == pytest.approx(_best(table, costs, budget))
+    plan = mp.allocate_bits(sensitivity, costs, 1400, measured_bits=3)
     assert plan["a"] > plan["b"]  # the sensitive block gets more bits
+
+
+def test_measured_tables_that_a_greedy_choice_gets_wrong_are_solved_exactly():
+    # GGUF-like costs (Q4_1, Q5_1, Q8_0 per 32 weights) and measured KLs that fall unevenly with the bits: raising
+    # the block with the best KL per byte first (greedy) is not optimal on such tables; the allocation must be.
+    g = torch.Generator().manual_seed(0)
+    costs = {f"b{i}": {4: 20, 5: 24, 8: 34} for i in range(6)}
+    for _ in range(30):
+        table = {}
+        for k in costs:
+            kl4, r5, r8 = (torch.rand(3, generator=g) * torch.tensor([1.0, 0.5, 0.2])).tolist()
+            table[k] = {4: kl4, 5: kl4 * r5, 8: kl4 * r5 * r8}
+        for budget in (120, 130, 144, 150, 170, 204):
+            plan = mp.allocate_bits(table, costs, budget)
+            assert sum(costs[k][b] for k, b in plan.items()) <= budget
+            assert sum(table[k][b] for k, b in plan.items()) == pytest.approx(_best(table, costs, budget), abs=1e-12)
 
 
 def test_allocation_at_the_uniform_budget_never_estimates_worse_than_uniform():
@@ -86,9 +141,19 @@ def test_allocation_at_the_uniform_budget_never_estimates_worse_than_uniform():
         sensitivity = {f"b{i}": float(v) for i, v in enumerate(torch.rand(8, generator=g) ** 4)}
         costs = {k: {b: 1000 * b + 64 for b in (2, 3, 4, 5)} for k in sensitivity}
         uniform = sum(c[4] for c in costs.values())
-        plan = mp.allocate_bits(sensitivity, costs, uniform)
+        plan = mp.allocate_bits(sensitivity, costs, uniform, measured_bits=3)
         mixed_kl = sum(mp.estimated_kl(s, 3, plan[k]) for k, s in sensitivity.items())
         assert mixed_kl <= sum(mp.estimated_kl(s, 3, 4) for s in sensitivity.values()) + 1e-12
+
+
+def test_a_budget_finer_than_the_table_still_fits():
+    # byte counts with no common divisor: the table coarsens its step, and the plan must still fit the budget
+    costs = {f"b{i}": {4: 2_000_003 + i, 5: 2_400_007 + 3 * i, 8: 3_400_019 + 7 * i} for i in range(5)}
+    table = {k: {4: 1.0 + i, 5: 0.2 + i / 5, 8: 0.01} for i, k in enumerate(costs)}
+    budget = sum(c[5] for c in costs.values()) + 12_345
+    plan = mp.allocate_bits(table, costs, budget)
+    assert sum(costs[k][b] for k, b in plan.items()) <= budget
+    assert sum(table[k][b] for k, b in plan.items()) <= sum(table[k][5] for k in costs)
 
 
 def test_quantize_mixed_gives_each_block_its_width(tiny):
@@ -104,6 +169,23 @@ def test_quantize_mixed_gives_each_block_its_width(tiny):
     assert type(q.lm_head) is torch.nn.Linear
 
 
+def test_quantize_mixed_runs_blocks_in_order_as_one_sequential_pass(tiny):
+    # GPTQ calibrates each block on the inputs the blocks before it give once quantized; a plan that goes
+    # 4, 8, 4 must give block 1 the inputs of a 4-bit block 0, as quantizing block by block in order does.
+    calibration = [CharTokenizer()(TEXT[i:i + 64], return_tensors="pt")["input_ids"] for i in (0, 64)]
+    plan = {"model.layers.0": 4, "model.layers.1": 8, "model.layers.2": 4}
+    q = copy.deepcopy(tiny)
+    mp.quantize_mixed(q, plan, method="gptq", group_size=32, calibration=calibration)
+    expected = copy.deepcopy(tiny)
+    blocks = mp.decoder_blocks(tiny)
+    for block, bits in plan.items():
+        quantize_model(expected, bits=bits, granularity=PerGroup(32), method="gptq", calibration=calibration,
+                       symmetric=bits >= 6, exclude=[n for b, ns in blocks.items() if b != block for n in ns])
+    for name in (n for ns in blocks.values() for n in ns):
+        got, want = q.get_submodule(name), expected.get_submodule(name)
+        assert torch.equal(got.dequantized_weight(), want.dequantized_weight())
+
+
 @pytest.mark.parametrize("call, error, match", [
     (lambda m: mp.allocate_bits({"a": 1.0}, {"a": {3: 10}}, 5), ValueError, "below the smallest"),
     (lambda m: mp.allocate_bits({"a": float("nan")}, {"a": {3: 10}}, 50), ValueError, "finite KL"),
@@ -111,7 +193,14 @@ def test_quantize_mixed_gives_each_block_its_width(tiny):
     (lambda m: mp.quantize_mixed(m, {"model.layers.9": 4}, method="rtn"), ValueError, "unknown"),
     (lambda m: mp.block_sensitivity(m, CharTokenizer(), "", bits=3), ValueError, "non-empty"),
     (lambda m: mp.block_sensitivity(m, CharTokenizer(), TEXT, blocks={"x": ["model.norm"]}), ValueError, "nn.Linear"),
-], ids=["budget", "nan", "blocks", "plan", "text", "not-linear"])
+    (lambda m: mp.block_sensitivity(m, CharTokenizer(), TEXT, bits=()), ValueError, "non-empty tuple"),
+    (lambda m: mp.block_sensitivity(m, CharTokenizer(), TEXT, method="gptq"), ValueError, "calibration"),
+    (lambda m: mp.block_sensitivity(m, CharTokenizer(), TEXT, calibration=[TEXT]), ValueError, "rtn"),
+    (lambda m: mp.allocate_bits({"a": {4: 1.0}}, {"a": {4: 10, 5: 12}}, 50), ValueError, "every width"),
+    (lambda m: mp.allocate_bits({"a": {4: 1.0, 5: -1.0}}, {"a": {4: 10, 5: 12}}, 50), ValueError, "finite KL"),
+    (lambda m: mp.allocate_bits({"a": 1.0}, {"a": {4: 10.5}}, 50), ValueError, "ints >= 0"),
+], ids=["budget", "nan", "blocks", "plan", "text", "not-linear", "no-widths", "gptq-uncalibrated", "rtn-calibrated",
+        "width-unmeasured", "negative", "float-bytes"])
 def test_bad_inputs_are_refused(tiny, call, error, match):
     with pytest.raises(error, match=match):
         call(tiny)
