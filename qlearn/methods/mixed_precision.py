@@ -10,8 +10,9 @@ KL_l(b) is the KL divergence of the model's next-token distribution when only bl
 (the others stay float), with the method that will ship: `block_sensitivity(..., bits=(4, 5, 8), method="gptq")`
 measures it at every width. Cheaper, and only an estimate: measure at one width and extend by the rule that each
 extra bit halves the rounding error, so quarters its square, KL_l(b) ~= KL_l(m) * 4^(m - b). The rule fits RTN
-roughly; GPTQ gains more from its fifth bit than a quarter and much less than that from the sixth to the eighth
-(benchmarks/bench_gguf.py prints both), so a plan built on the rule can lose to the uniform choice it should beat.
+roughly; on SmolLM2 (g64) GPTQ's fifth bit divides the KL by 4.5 (median) and bits six to eight by 50, not 64
+(benchmarks/bench_capstone_per_linear.py measures such a table), so a plan built on the rule can lose to the
+uniform choice it should beat.
 The widths are chosen exactly (a multiple-choice knapsack, solved by dynamic programming over the bytes).
 Simplified: the blocks' errors are taken to add up (they interact a little).
 """
@@ -277,11 +278,14 @@ def quantize_mixed(model: nn.Module, plan: dict, method: str = "gptq", group_siz
         check_bits(b, f"plan[{block!r}]")
     linears = [name for name, m in model.named_modules() if type(m) is nn.Linear]
     runs: list[tuple[int, list[str]]] = []
-    for block in (block for block in blocks if block in plan):
-        if runs and runs[-1][0] == plan[block] and runs[-1][1][-1] == _previous(blocks, block):
+    previous = None  # the width of the block before, None if it is not in the plan
+    for block in blocks:
+        b = plan.get(block)
+        if b is not None and b == previous:
             runs[-1][1].append(block)
-        else:
-            runs.append((plan[block], [block]))
+        elif b is not None:
+            runs.append((b, [block]))
+        previous = b
     reports = []
     for b, run in runs:
         names = {name for block in run for name in blocks[block]}
@@ -290,8 +294,3 @@ def quantize_mixed(model: nn.Module, plan: dict, method: str = "gptq", group_siz
                                       symmetric=b >= 6, **options))
     return reports
 
-
-def _previous(blocks: dict, block: str) -> str | None:
-    order = list(blocks)
-    index = order.index(block)
-    return order[index - 1] if index else None
