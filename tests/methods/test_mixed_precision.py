@@ -89,6 +89,27 @@ def test_sensitivity_by_gptq_is_the_kl_of_that_block_quantized_by_gptq_alone(tin
     assert all(table[b][3] != rtn[b] for b in blocks)  # GPTQ, not RTN, did the rounding
 
 
+def test_per_linear_gptq_sensitivity_is_each_linear_quantized_by_gptq_alone(tiny):
+    """Per-Linear blocks share one GPTQ call per decoder block and width; each number must still be the KL with that
+    one Linear quantized alone (the oracle: quantize_model on it, everything else excluded)."""
+    calibration = [CharTokenizer()(TEXT[i:i + 64], return_tensors="pt")["input_ids"] for i in (0, 64)]
+    linears = [n for names in mp.decoder_blocks(tiny).values() for n in names]
+    per_linear = {name: [name] for name in linears}
+    before = {k: v.clone() for k, v in tiny.state_dict().items()}
+    table = mp.block_sensitivity(tiny, CharTokenizer(), TEXT, bits=(3, 8), group_size=32, method="gptq",
+                                 calibration=calibration, blocks=per_linear)
+    assert list(table) == linears
+    assert all(torch.equal(before[k], v) for k, v in tiny.state_dict().items())
+    assert all(type(tiny.get_submodule(n)) is torch.nn.Linear for n in linears)  # put back
+    for name, bits in (("model.layers.1.self_attn.v_proj", 3), ("model.layers.2.mlp.down_proj", 8)):
+        q = copy.deepcopy(tiny)
+        quantize_model(q, bits=bits, granularity=PerGroup(32), method="gptq", calibration=calibration,
+                       symmetric=bits >= 6, exclude=[n for n in linears if n != name] + ["lm_head"])
+        expected = kl_divergence(tiny, q, CharTokenizer(), TEXT[:128], window=128, progress=False)
+        assert table[name][bits] == pytest.approx(expected, rel=1e-5)
+    assert len({kl[3] for kl in table.values()}) == len(linears)  # each Linear measured, not its block
+
+
 def test_block_bytes_are_the_gguf_block_bytes_of_each_width(tiny):
     costs = mp.block_bytes(tiny)
     weights = sum(tiny.get_submodule(n).weight.numel() for n in mp.decoder_blocks(tiny)["model.layers.0"])
