@@ -47,12 +47,12 @@ def check_decoded_q4_1(block: torch.Tensor, answer) -> Feedback:
 
 
 def check_uniform_estimate(sensitivity: dict, answer, bits: int = 5, measured_bits: int = 4) -> Feedback:
-    """Exercise 2: the estimated total KL of putting every block at `bits`, from the sensitivities at 4 bits."""
+    """Exercise 2: the estimated total KL of putting every layer at `bits`, from the sensitivities at 4 bits."""
     if not isinstance(sensitivity, dict) or not sensitivity:
-        raise TypeError("sensitivity must be the notebook's dict: block name -> KL at 4 bits")
+        raise TypeError("sensitivity must be the notebook's dict: layer name -> KL at 4 bits")
     total = sum(sensitivity.values())
     expected = sum(estimated_kl(s, measured_bits, bits) for s in sensitivity.values())
-    mistakes = [Mistake(total, "that is the total at 4 bits; each extra bit quarters a block's KL"),
+    mistakes = [Mistake(total, "that is the total at 4 bits; each extra bit quarters a layer's KL"),
                 Mistake(total * 4.0 ** (bits - measured_bits), "the wrong way round: more bits means less KL"),
                 Mistake(total / 2 ** (bits - measured_bits), "an extra bit halves the error, so it quarters the "
                         "squared error that KL follows: divide by 4 per bit, not 2")]
@@ -61,5 +61,5 @@ def check_uniform_estimate(sensitivity: dict, answer, bits: int = 5, measured_bi
         right_message=f"Right: {expected:.4g} nats. The allocator compares such estimates per byte to choose where "
                       "the budget goes.",
         wrong_message=lambda got: f"{got:.4g} is not it. Hint: KL_l({bits}) = KL_l({measured_bits}) * "
-                                  f"4^({measured_bits} - {bits}), summed over the blocks.",
+                                  f"4^({measured_bits} - {bits}), summed over the layers.",
         not_a_number="give the estimated total KL as a number")
