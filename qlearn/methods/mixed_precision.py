@@ -75,11 +75,11 @@ def _quantized(model, names, bits, group_size, method, calibration, exclude, opt
     """
     if method == "rtn":
         return {name: rtn_weight(model.get_submodule(name).weight.data, bits=bits, group_size=group_size,
-                                 symmetric=bits >= 6).dequantize() for name in names}
+                                 symmetric=_symmetric(bits)).dequantize() for name in names}
     old = {name: model.get_submodule(name) for name in names}
     try:
         quantize_model(model, bits=bits, granularity=PerGroup(group_size), method=method, calibration=calibration,
-                       exclude=exclude, symmetric=bits >= 6, **options)
+                       exclude=exclude, symmetric=_symmetric(bits), **options)
         return {name: model.get_submodule(name) for name in names}
     finally:
         for name, layer in old.items():
@@ -174,6 +174,11 @@ def _check_widths(bits) -> list[int]:
             raise ValueError("bits must be an int or a non-empty tuple of widths, got ()")
         return sorted({check_bits(b) for b in bits})
     return [check_bits(bits)]
+
+
+def _symmetric(bits: int) -> bool:
+    """Whether a `bits`-bit grid is rounded symmetric here: from 6 bits on, so that it ships as Q8_0 (no min)."""
+    return check_bits(bits) >= 6
 
 
 def gguf_type(bits: int) -> str:
@@ -327,6 +332,6 @@ def quantize_mixed(model: nn.Module, plan: dict, method: str = "gptq", group_siz
         names = {name for block in run for name in blocks[block]}
         reports.append(quantize_model(model, bits=b, granularity=PerGroup(group_size), method=method,
                                       calibration=calibration, exclude=[n for n in linears if n not in names],
-                                      symmetric=b >= 6, **options))
+                                      symmetric=_symmetric(b), **options))
     return reports
 
