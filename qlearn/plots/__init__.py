@@ -6,6 +6,8 @@ from .errors import error_histogram, error_histograms
 from .formats import format_error_figure, grid_use_histogram
 from .heatmaps import quantization_heatmaps
 from .inference import plot_bytes_vs_fidelity, plot_group_reconstruction
+from .kv_cache import kv_channel_plot, kv_error_plot
+from .lora import loss_curves, low_rank_update, memory_bars, rank_sweep
 from .outliers import activation_heatmap, alpha_sweep_plot, channel_max_plot, migration_plot, threshold_plot
 from .qat import accuracy_vs_bits_plot, observer_ranges_plot, ste_plot
 from .sweeps import sqnr_vs_bits, sqnr_vs_effective_bits
@@ -20,4 +22,6 @@ __all__ = [
     "activation_heatmap", "channel_max_plot", "migration_plot", "alpha_sweep_plot", "threshold_plot",
     "nf4_codebook_plot", "hqq_error_plot", "obs_plot", "awq_plot", "pareto_plot",
     "format_error_figure", "grid_use_histogram",
+    "kv_channel_plot", "kv_error_plot",
+    "loss_curves", "low_rank_update", "memory_bars", "rank_sweep",
 ]
