@@ -13,8 +13,9 @@ Targets (issue 26), each printed with the figure reached:
   3. Capstone: bits per Linear layer (4, 5 or 8: Q4_1, Q5_1, Q8_0) chosen from GPTQ-measured sensitivity at each
      width (KL on the first 128 calibration tokens) within the GGUF bytes of uniform 5 bits, both quantized with
      GPTQ g64: mixed has the lower KL to float, in qlearn and in llama.cpp (which loads types mixed in a block).
-     Per decoder block it cannot win at this budget: the exact allocation on the measured table is uniform 5 bits
-     (printed with --per-block).
+     Per decoder block it did not win when measured (2026-12): the exact allocation on the measured table was
+     uniform 5 bits (--per-block prints it). Mixed and uniform are calibrated alike: quantize_mixed gives each
+     layer the inputs a uniform pass would (its decoder block's, its neighbours float).
 Calibration: `--tokens` of course_text("generated"); evaluation: the first `--eval-tokens` of course_text("eval").
 About 20 minutes on 2 quiet cores, most of it the capstone's table (210 Linears x 3 widths).
 """
@@ -117,10 +118,12 @@ def capstone(model, tokenizer, calibration, eval_text: str, folder: Path, per_bl
     budget = sum(c[5] for c in costs.values())  # uniform 5 bits (Q5_1)
     plan = mp.allocate_bits(table, costs, budget)
     ratios = sorted(kl[4] / kl[5] for kl in table.values())
+    ratios_58 = sorted(kl[5] / kl[8] for kl in table.values())
     counts = {b: sum(1 for v in plan.values() if v == b) for b in (4, 5, 8)}
     print(f"  GPTQ sensitivity of {len(blocks)} {'blocks' if per_block else 'Linears'} x (4, 5, 8) bits in "
           f"{time.perf_counter() - start:.0f} s; KL(4)/KL(5) median {ratios[len(ratios) // 2]:.1f} "
-          f"(the 4x rule says 4); plan {counts} per width")
+          f"(the 4x-per-bit rule says 4), KL(5)/KL(8) median {ratios_58[len(ratios_58) // 2]:.0f} (it says 64); "
+          f"plan {counts} per width")
     kls = {}
     for name, choice in (("uniform 5-bit", {b: 5 for b in blocks}), ("mixed", plan)):
         q = copy.deepcopy(model)

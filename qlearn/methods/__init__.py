@@ -26,7 +26,7 @@ them up in one loop:
                 importance matrix (notebook 14); ggml_kquants holds the k-quant super-blocks and searches
     gguf_export write a Llama model (float, or a quantize_model grid) as a GGUF file
     llama_cpp   llama.cpp through llama-cpp-python (optional build): perplexity, KL, tokens/s, llama-quantize
-    mixed_precision  bits per decoder block under a byte budget: block sensitivity (KL), greedy allocation
+    mixed_precision  bits per decoder block or Linear under a byte budget: sensitivity (KL), exact allocation
     fp8         the OCP FP8 formats (E4M3, E5M2) with per-tensor, per-row or 128x128-block float32 scales  "fp8"
     mx          the OCP Microscaling formats (MXFP8, MXFP6, MXFP4) and NVIDIA's NVFP4, emulated  "mx" (notebook 11)
     rotation    Walsh-Hadamard rotations of the residual stream (QuaRot), `rotate_model`

@@ -10,15 +10,17 @@ KL_l(b) is the KL divergence of the model's next-token distribution when only bl
 (the others stay float), with the method that will ship: `block_sensitivity(..., bits=(4, 5, 8), method="gptq")`
 measures it at every width. Cheaper, and only an estimate: measure at one width and extend by the rule that each
 extra bit halves the rounding error, so quarters its square, KL_l(b) ~= KL_l(m) * 4^(m - b). The rule fits RTN
-roughly; on SmolLM2 (g64) GPTQ's fifth bit divides the KL by 4.5 (median) and bits six to eight by 50, not 64
-(benchmarks/bench_gguf.py measures such a table per Linear), so a plan built on the rule can lose to the
-uniform choice it should beat.
+roughly. On SmolLM2 (g64, measured per decoder block) GPTQ's fifth bit divided the KL by 4.5 (median) and bits
+six to eight by 50, not 64, and a plan built on the rule lost to the uniform choice it should beat;
+benchmarks/bench_gguf.py measures such a table per Linear and prints its medians.
 The widths are chosen exactly (a multiple-choice knapsack, solved by dynamic programming over the bytes).
 Simplified: the blocks' errors are taken to add up (they interact a little).
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import math
 
 import torch
@@ -28,6 +30,7 @@ from tqdm.auto import tqdm
 from ..core.granularity import PerGroup
 from ..core.modules import replace_module
 from ..core.validation import check_bits, check_bool, check_module, check_number, check_positive_int
+from ..inference.capture import check_batches
 from ..inference.quantize_model import quantize_model
 from ..inference.registry import get_method
 from ..inference.targets import block_prefix
@@ -55,35 +58,66 @@ def decoder_blocks(model: nn.Module) -> dict[str, list[str]]:
 
 
 def _check_blocks(model: nn.Module, blocks) -> dict[str, list[str]]:
+    """`blocks` checked: each a non-empty list of the model's nn.Linear layers, no layer in two blocks or tied."""
     if blocks is None:
         return decoder_blocks(model)
     modules = dict(model.named_modules())
     if not isinstance(blocks, dict) or not blocks:
         raise TypeError("blocks must be None or a non-empty dict: block name -> list of Linear names")
+    uses = collections.Counter(id(p) for _, p in model.named_parameters(remove_duplicate=False))
+    owner: dict[str, str] = {}
     for block, names in blocks.items():
-        bad = [n for n in names if not isinstance(modules.get(n), nn.Linear)]
-        if bad or not names:
+        if not isinstance(names, (list, tuple)) or not names:
+            raise TypeError(f"blocks[{block!r}] must be a non-empty list of Linear names, got {names!r}")
+        bad = [n for n in names if not isinstance(n, str) or type(modules.get(n)) is not nn.Linear]
+        if bad:
             raise ValueError(f"blocks[{block!r}] must list nn.Linear layers of the model; not one: {bad[:3]}")
+        for name in names:
+            if name in owner:
+                raise ValueError(f"{name} is in blocks {owner[name]!r} and {block!r}: a layer can be in one block only "
+                                 "(its bytes and its width would count twice)")
+            owner[name] = block
+            if uses[id(modules[name].weight)] > 1:
+                raise ValueError(f"{name}'s weight is tied to another module's (an lm_head tied to the embedding): "
+                                 "quantizing it would change both; leave it out of blocks")
     return blocks
 
 
-def _quantized(model, names, bits, group_size, method, calibration, exclude, options) -> dict:
-    """name -> its `bits`-bit version by `method`, as quantize_mixed would round it; the model is left as it was.
+@contextlib.contextmanager
+def _quantized(model, names, bits, group_size, method, calibration, exclude, options):
+    """`names` quantized to `bits` by `method` in place, as quantize_mixed would; everything put back on exit.
 
-    RTN gives the rounded weight tensors (fast); any other method runs quantize_model on
-    `names` (everything in `exclude` stays float) and gives the new layers, the old ones put back.
+    Yields name -> the new weight tensor (RTN, rounded in place: fast) or the new layer (any other method, by
+    quantize_model with everything in `exclude` float). A method with a `prepare` or `finish` step may change other
+    weights too (AWQ folds its scales into the norms before): every parameter is restored from a copy on exit.
     """
     if method == "rtn":
-        return {name: rtn_weight(model.get_submodule(name).weight.data, bits=bits, group_size=group_size,
-                                 symmetric=_symmetric(bits)).dequantize() for name in names}
+        saved = {name: model.get_submodule(name).weight.data for name in names}
+        new = {name: rtn_weight(w, bits=bits, group_size=group_size, symmetric=_symmetric(bits)).dequantize()
+               for name, w in saved.items()}
+        try:
+            for name, w in new.items():
+                model.get_submodule(name).weight.data = w
+            yield new
+        finally:
+            for name, w in saved.items():
+                model.get_submodule(name).weight.data = w
+        return
+    qmethod = get_method(method)
+    snapshot = None if qmethod.prepare is None and qmethod.finish is None else \
+        {key: value.detach().clone() for key, value in model.state_dict().items()}
     old = {name: model.get_submodule(name) for name in names}
     try:
         quantize_model(model, bits=bits, granularity=PerGroup(group_size), method=method, calibration=calibration,
                        exclude=exclude, symmetric=_symmetric(bits), **options)
-        return {name: model.get_submodule(name) for name in names}
+        yield {name: model.get_submodule(name) for name in names}
     finally:
         for name, layer in old.items():
             replace_module(model, name, layer)
+        if snapshot is not None:
+            with torch.no_grad():
+                for key, value in model.state_dict().items():
+                    value.copy_(snapshot[key])
 
 
 def _swap(model, name, value):
@@ -126,9 +160,9 @@ def block_sensitivity(model: nn.Module, tokenizer, text: str, bits=4, group_size
     quantize_model with `calibration` and **options on that block alone, everything else float. Blocks under one
     parent (per-Linear blocks, {name: [name]}) share one such call per parent and width when the method rounds
     each Linear on its own inputs (GPTQ; not AWQ, whose scales span layers): each Linear is then swapped in alone.
-    The same numbers as one call per block, about 7x faster on a Llama block. Every layer is put back each time:
-    the model ends as it began. Same positions as metrics.kl_divergence with one window of
-    the first `window` tokens of `text`.
+    The same numbers as one call per block, with 7x fewer quantize_model calls on a Llama block. Every layer (and
+    whatever a method's `prepare` changed) is put back each time: the model ends as it began. Same positions as
+    metrics.kl_divergence with one window of the first `window` tokens of `text`.
     Shapes: text -> ids (1, w) -> logits (w, vocab) per block and width -> {block: KL} or {block: {bits: KL}}.
     """
     check_module(model)
@@ -144,27 +178,36 @@ def block_sensitivity(model: nn.Module, tokenizer, text: str, bits=4, group_size
         raise TypeError(f"tokenizer must be a Hugging Face tokenizer, got {type(tokenizer).__name__}")
     if method == "rtn" and (options or calibration is not None):
         raise ValueError("method 'rtn' takes no calibration or options here; they are for method='gptq' and the like")
+    if get_method(method).needs_calibration and calibration is None:
+        raise ValueError(f"method {method!r} needs calibration data: pass calibration=[batch, ...] (token ids)")
     linears = [name for name, m in model.named_modules() if type(m) is nn.Linear]
     ids = tokenizer(text, return_tensors="pt")["input_ids"][:, :window]  # (1, w)
     ids = ids.to(next(model.parameters()).device)
     logp_ref = torch.log_softmax(model(ids).logits[0].double(), dim=-1)  # (w, vocab)
+    calibration = None if calibration is None else check_batches(calibration, model=model)  # used many times
     out: dict = {}
-    groups = _measured_together(blocks, method)
-    for group in tqdm(groups, desc="sensitivity", disable=not progress):
+
+    def kl() -> float:
+        logp = torch.log_softmax(model(ids).logits[0].double(), dim=-1)  # (w, vocab)
+        return float((logp_ref.exp() * (logp_ref - logp)).sum(-1).mean())
+
+    for group in tqdm(_measured_together(blocks, method), desc="sensitivity", disable=not progress):
         names = [name for block in group for name in blocks[block]]
         exclude = [name for name in linears if name not in names]
         for b in widths:
-            new = _quantized(model, names, b, group_size, method, calibration, exclude, options)
-            for block in group:
+            with _quantized(model, names, b, group_size, method, calibration, exclude, options) as new:
+                if len(group) == 1:  # the block as quantized, with whatever else its method changed
+                    out.setdefault(group[0], {})[b] = kl()
+                    continue
+            for block in group:  # the group's layers, each block's swapped in alone
                 saved = {}
                 try:
                     for name in blocks[block]:
                         saved[name] = _swap(model, name, new[name])
-                    logp = torch.log_softmax(model(ids).logits[0].double(), dim=-1)  # (w, vocab)
+                    out.setdefault(block, {})[b] = kl()
                 finally:
                     for name, old in saved.items():
                         _swap(model, name, old)
-                out.setdefault(block, {})[b] = float((logp_ref.exp() * (logp_ref - logp)).sum(-1).mean())
     return {block: out[block] if isinstance(bits, (tuple, list)) else out[block][bits] for block in blocks}
 
 
@@ -304,12 +347,14 @@ def quantize_mixed(model: nn.Module, plan: dict, method: str = "gptq", group_siz
 
     One quantize_model call per run of consecutive blocks at the same width, first block first: a sequential
     method (GPTQ) then sees each block's inputs through the blocks before it as they will ship, exactly as one
-    uniform pass would. With per-Linear blocks a run can end inside a decoder block; the Linears after it in that
-    block are then calibrated on the quantized ones before them (as GPTQ's "true sequential" order does), and each
-    run captures its inputs again from the start (about 7x the time of a uniform pass on SmolLM2). Widths of 6-8
-    bits are symmetric (so that export_gguf writes them as Q8_0), fewer asymmetric (Q4_1, Q5_1). Returns the
-    QuantizeReports in that order. Linears in no block of the plan (a tied lm_head, blocks left out of it) stay
-    float.
+    uniform pass would. Blocks of one decoder block at several widths (per-Linear blocks) get one call per width,
+    each calibrated on the decoder block's inputs with its other layers still float, then all swapped in at once:
+    every layer sees what a uniform pass would show it, whatever its neighbours' widths. (That holds for methods
+    that round each Linear on its own inputs, such as GPTQ; a method with a `prepare` step, such as AWQ, runs such
+    blocks one run after the other.) Each call captures its inputs again from the start, so a plan that changes
+    width often costs several uniform passes. Widths of 6-8 bits are symmetric (so that export_gguf writes them as
+    Q8_0), fewer asymmetric (Q4_1, Q5_1). Returns the QuantizeReports in the order of the calls. Linears in no
+    block of the plan (a tied lm_head, blocks left out of it) stay float.
     """
     check_module(model)
     blocks = _check_blocks(model, blocks)
@@ -317,21 +362,63 @@ def quantize_mixed(model: nn.Module, plan: dict, method: str = "gptq", group_siz
         raise ValueError(f"plan must map blocks of the model to bits; unknown: {sorted(set(plan) - set(blocks))[:3]}")
     for block, b in plan.items():
         check_bits(b, f"plan[{block!r}]")
+    qmethod = get_method(method)
+    if qmethod.needs_calibration and calibration is None:
+        raise ValueError(f"method {method!r} needs calibration data: pass calibration=[batch, ...] (token ids)")
+    if calibration is not None:
+        calibration = check_batches(calibration, model=model)  # used by every call
+    together = qmethod.needs_calibration and qmethod.prepare is None and qmethod.finish is None
     linears = [name for name, m in model.named_modules() if type(m) is nn.Linear]
-    runs: list[tuple[int, list[str]]] = []
-    previous = None  # the width of the block before, None if it is not in the plan
-    for block in blocks:
-        b = plan.get(block)
-        if b is not None and b == previous:
-            runs[-1][1].append(block)
-        elif b is not None:
-            runs.append((b, [block]))
-        previous = b
+    steps: list[tuple[int | None, list[str]]] = []  # (bits, a run of blocks) or (None, one parent's mixed blocks)
+    previous = None  # the width of the run before, None if it cannot be extended
+    for group in _parents(blocks, plan):
+        widths = {plan[block] for block in group}
+        if together and len(widths) > 1:
+            steps.append((None, group))
+            previous = None
+            continue
+        for block in group:
+            if plan[block] == previous:
+                steps[-1][1].append(block)
+            else:
+                steps.append((plan[block], [block]))
+            previous = plan[block]
     reports = []
-    for b, run in runs:
-        names = {name for block in run for name in blocks[block]}
-        reports.append(quantize_model(model, bits=b, granularity=PerGroup(group_size), method=method,
-                                      calibration=calibration, exclude=[n for n in linears if n not in names],
-                                      symmetric=_symmetric(b), **options))
+    for b, run in steps:
+        if b is not None:
+            names = {name for block in run for name in blocks[block]}
+            reports.append(quantize_model(model, bits=b, granularity=PerGroup(group_size), method=method,
+                                          calibration=calibration, exclude=[n for n in linears if n not in names],
+                                          symmetric=_symmetric(b), **options))
+            continue
+        new = {}
+        for width in sorted({plan[block] for block in run}):
+            names = [name for block in run if plan[block] == width for name in blocks[block]]
+            old = {name: model.get_submodule(name) for name in names}
+            reports.append(quantize_model(model, bits=width, granularity=PerGroup(group_size), method=method,
+                                          calibration=calibration, exclude=[n for n in linears if n not in names],
+                                          symmetric=_symmetric(width), **options))
+            new.update({name: replace_module(model, name, old[name]) for name in names})  # float until all are done
+        for name, layer in new.items():
+            replace_module(model, name, layer)
     return reports
 
+
+def _parents(blocks: dict, plan: dict) -> list[list[str]]:
+    """The blocks of `plan` in the model's order, consecutive ones under one parent (block_prefix) grouped.
+
+    A block outside the plan ends a group, and so does one whose layers span several parents (a group alone).
+    """
+    groups: list[list[str]] = []
+    last = None
+    for block in blocks:
+        parents = {block_prefix(name) for name in blocks[block]}
+        parent = parents.pop() if len(parents) == 1 else None
+        if block not in plan:
+            last = None
+        elif parent is not None and parent == last:
+            groups[-1].append(block)
+        else:
+            groups.append([block])
+            last = parent
+    return groups

@@ -207,6 +207,47 @@ def test_quantize_mixed_runs_blocks_in_order_as_one_sequential_pass(tiny):
         assert torch.equal(got.dequantized_weight(), want.dequantized_weight())
 
 
+def test_per_linear_widths_in_one_decoder_block_each_see_what_a_uniform_pass_shows(tiny):
+    # down_proj at 8 bits beside 4-bit neighbours must come out as in a block all at 8 bits: calibrated on the
+    # block's inputs with its neighbours float (one uniform pass), not on the 4-bit gate/up quantized before it.
+    calibration = [CharTokenizer()(TEXT[i:i + 64], return_tensors="pt")["input_ids"] for i in (0, 64)]
+    blocks = mp.decoder_blocks(tiny)
+    per_linear = {name: [name] for names in blocks.values() for name in names}
+    target = "model.layers.1.mlp.down_proj"
+    models = {}
+    for case, eight in (("one", {target}), ("block", set(blocks["model.layers.1"]))):
+        models[case] = copy.deepcopy(tiny)
+        plan = {name: 8 if name in eight else 4 for name in per_linear}
+        mp.quantize_mixed(models[case], plan, method="gptq", group_size=32, calibration=calibration,
+                          blocks=per_linear)
+        assert all(models[case].get_submodule(n).bits == plan[n] for n in per_linear)
+    got, want = (models[case].get_submodule(target).dequantized_weight() for case in ("one", "block"))
+    assert torch.equal(got, want)
+    uniform = copy.deepcopy(tiny)  # and a plan at one width is exactly the uniform pass
+    quantize_model(uniform, bits=4, granularity=PerGroup(32), method="gptq", calibration=calibration,
+                   exclude=["lm_head"])
+    same = copy.deepcopy(tiny)
+    mp.quantize_mixed(same, {n: 4 for n in per_linear}, method="gptq", group_size=32, calibration=calibration,
+                      blocks=per_linear)
+    assert all(torch.equal(uniform.get_submodule(n).dequantized_weight(), same.get_submodule(n).dequantized_weight())
+               for n in per_linear)
+
+
+def test_awq_sensitivity_undoes_its_folds_and_is_the_kl_of_that_block_by_awq_alone(tiny):
+    # AWQ folds its scales into the norms before each block: the measurement must put them back
+    calibration = [CharTokenizer()(TEXT[i:i + 64], return_tensors="pt")["input_ids"] for i in (0, 64)]
+    before = {k: v.clone() for k, v in tiny.state_dict().items()}
+    table = mp.block_sensitivity(tiny, CharTokenizer(), TEXT, bits=(3, 4), group_size=32, method="awq",
+                                 calibration=calibration)
+    assert all(torch.equal(before[k], v) for k, v in tiny.state_dict().items())
+    blocks = mp.decoder_blocks(tiny)
+    q = copy.deepcopy(tiny)
+    quantize_model(q, bits=4, granularity=PerGroup(32), method="awq", calibration=calibration,
+                   exclude=blocks["model.layers.0"] + blocks["model.layers.2"] + ["lm_head"])
+    expected = kl_divergence(tiny, q, CharTokenizer(), TEXT[:128], window=128, progress=False)
+    assert table["model.layers.1"][4] == pytest.approx(expected, rel=1e-5)
+
+
 @pytest.mark.parametrize("call, error, match", [
     (lambda m: mp.allocate_bits({"a": 1.0}, {"a": {3: 10}}, 5), ValueError, "below the smallest"),
     (lambda m: mp.allocate_bits({"a": float("nan")}, {"a": {3: 10}}, 50), ValueError, "finite KL"),
@@ -220,8 +261,16 @@ def test_quantize_mixed_runs_blocks_in_order_as_one_sequential_pass(tiny):
     (lambda m: mp.allocate_bits({"a": {4: 1.0}}, {"a": {4: 10, 5: 12}}, 50), ValueError, "every width"),
     (lambda m: mp.allocate_bits({"a": {4: 1.0, 5: -1.0}}, {"a": {4: 10, 5: 12}}, 50), ValueError, "finite KL"),
     (lambda m: mp.allocate_bits({"a": 1.0}, {"a": {4: 10.5}}, 50), ValueError, "ints >= 0"),
+    (lambda m: mp.block_bytes(m, blocks={"a": ["model.layers.0.mlp.up_proj"] * 2}), ValueError, "one block only"),
+    (lambda m: mp.quantize_mixed(m, {"a": 4}, method="rtn", blocks={"a": ["model.layers.0.mlp.up_proj"],
+                                                                     "b": ["model.layers.0.mlp.up_proj"]}),
+     ValueError, "one block only"),
+    (lambda m: mp.block_sensitivity(m, CharTokenizer(), TEXT, blocks={"head": ["lm_head"]}), ValueError, "tied"),
+    (lambda m: mp.block_bytes(m, blocks={"a": "model.layers.0.mlp.up_proj"}), TypeError, "list of Linear names"),
+    (lambda m: mp.quantize_mixed(m, {"model.layers.0": 4}, method="gptq"), ValueError, "calibration"),
 ], ids=["budget", "nan", "blocks", "plan", "text", "not-linear", "no-widths", "gptq-uncalibrated", "rtn-calibrated",
-        "width-unmeasured", "negative", "float-bytes"])
+        "width-unmeasured", "negative", "float-bytes", "listed-twice", "overlapping", "tied", "names-a-string",
+        "mixed-uncalibrated"])
 def test_bad_inputs_are_refused(tiny, call, error, match):
     with pytest.raises(error, match=match):
         call(tiny)
