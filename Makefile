@@ -55,7 +55,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # Notebook 14 (qlearn.methods.llama_cpp and its tests) runs GGUF files in llama.cpp. `make lab` does not build it
-# (a student's first setup stays fast); `make test` does. A source build: about 5 minutes on 2 quiet cores (14 on
+# (a student's first setup stays fast); `make test` does. A source build: about 4 minutes on 2 quiet cores (14 on
 # busy ones) the first time, seconds once pip has the wheel cached.
 $(LLAMA_STAMP): $(STAMP)
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip install --quiet $(LLAMA_CPP)
