@@ -83,12 +83,34 @@ def _check_blocks(model: nn.Module, blocks) -> dict[str, list[str]]:
     return blocks
 
 
+def _parent(names) -> str | None:
+    """The one decoder block (block_prefix) all of `names` are in, or None if they span several."""
+    parents = {block_prefix(name) for name in names}
+    return parents.pop() if len(parents) == 1 else None
+
+
+def _per_layer(qmethod) -> bool:
+    """Whether the method rounds each Linear from that Linear's own inputs alone (no prepare or finish step that
+    changes other layers, as AWQ's folding does): then layers of one decoder block can share a quantize_model call
+    and come out as if each had been quantized alone, from the block's inputs captured once."""
+    return qmethod.prepare is None and qmethod.finish is None
+
+
+def _quantize_only(model, names, bits, group_size, method, calibration, linears, options):
+    """quantize_model on `names` alone (every other Linear of `linears` stays float), `bits` rounded as
+    quantize_mixed rounds it: groups of `group_size`, symmetric from 6 bits on. Returns its QuantizeReport."""
+    keep = set(names)
+    return quantize_model(model, bits=bits, granularity=PerGroup(group_size), method=method, calibration=calibration,
+                          exclude=[name for name in linears if name not in keep], symmetric=_symmetric(bits),
+                          **options)
+
+
 @contextlib.contextmanager
-def _quantized(model, names, bits, group_size, method, calibration, exclude, options):
+def _quantized(model, names, bits, group_size, method, calibration, linears, options):
     """`names` quantized to `bits` by `method` in place, as quantize_mixed would; everything put back on exit.
 
     Yields name -> the new weight tensor (RTN, rounded in place: fast) or the new layer (any other method, by
-    quantize_model with everything in `exclude` float). A method with a `prepare` or `finish` step may change other
+    _quantize_only). A method with a `prepare` or `finish` step may change other
     weights too (AWQ folds its scales into the norms before): every parameter is restored from a copy on exit.
     """
     if method == "rtn":
@@ -103,13 +125,11 @@ def _quantized(model, names, bits, group_size, method, calibration, exclude, opt
             for name, w in saved.items():
                 model.get_submodule(name).weight.data = w
         return
-    qmethod = get_method(method)
-    snapshot = None if qmethod.prepare is None and qmethod.finish is None else \
+    snapshot = None if _per_layer(get_method(method)) else \
         {key: value.detach().clone() for key, value in model.state_dict().items()}
     old = {name: model.get_submodule(name) for name in names}
     try:
-        quantize_model(model, bits=bits, granularity=PerGroup(group_size), method=method, calibration=calibration,
-                       exclude=exclude, symmetric=_symmetric(bits), **options)
+        _quantize_only(model, names, bits, group_size, method, calibration, linears, options)
         yield {name: model.get_submodule(name) for name in names}
     finally:
         for name, layer in old.items():
@@ -132,18 +152,15 @@ def _swap(model, name, value):
 def _measured_together(blocks: dict, method: str) -> list[list[str]]:
     """The blocks, grouped so that one quantize_model call per group and width serves them all.
 
-    Blocks under one parent (the same block_prefix, such as per-Linear blocks of one decoder layer) share it when
-    the method rounds each Linear from that Linear's own captured inputs alone (no prepare or finish across
-    layers): quantize_model captures a parent's inputs once, with every parent before it float, so each Linear
-    comes out exactly as if it had been quantized alone. Any other block is measured alone.
+    Blocks under one parent (such as per-Linear blocks of one decoder layer) share it when the method works per
+    layer (_per_layer): quantize_model captures a parent's inputs once, with every parent before it float, so each
+    Linear comes out exactly as if it had been quantized alone. Any other block is measured alone.
     """
-    qmethod = get_method(method)
-    alone = qmethod.prepare is not None or qmethod.finish is not None
+    per_layer = _per_layer(get_method(method))
     groups: dict = {}
     for block, names in blocks.items():
-        parents = {block_prefix(name) for name in names}
-        key = (block,) if alone or len(parents) != 1 else parents.pop()
-        groups.setdefault(key, []).append(block)
+        parent = _parent(names)
+        groups.setdefault(parent if per_layer and parent is not None else (block,), []).append(block)
     return list(groups.values())
 
 
@@ -170,7 +187,7 @@ def block_sensitivity(model: nn.Module, tokenizer, text: str, bits=4, group_size
     check_positive_int(group_size, "group_size")
     check_positive_int(window, "window")
     check_bool(progress, "progress")
-    get_method(method)
+    qmethod = get_method(method)
     blocks = _check_blocks(model, blocks)
     if not isinstance(text, str) or not text.strip():
         raise ValueError("text must be a non-empty string")
@@ -178,7 +195,7 @@ def block_sensitivity(model: nn.Module, tokenizer, text: str, bits=4, group_size
         raise TypeError(f"tokenizer must be a Hugging Face tokenizer, got {type(tokenizer).__name__}")
     if method == "rtn" and (options or calibration is not None):
         raise ValueError("method 'rtn' takes no calibration or options here; they are for method='gptq' and the like")
-    if get_method(method).needs_calibration and calibration is None:
+    if qmethod.needs_calibration and calibration is None:
         raise ValueError(f"method {method!r} needs calibration data: pass calibration=[batch, ...] (token ids)")
     linears = [name for name, m in model.named_modules() if type(m) is nn.Linear]
     ids = tokenizer(text, return_tensors="pt")["input_ids"][:, :window]  # (1, w)
@@ -193,9 +210,8 @@ def block_sensitivity(model: nn.Module, tokenizer, text: str, bits=4, group_size
 
     for group in tqdm(_measured_together(blocks, method), desc="sensitivity", disable=not progress):
         names = [name for block in group for name in blocks[block]]
-        exclude = [name for name in linears if name not in names]
         for b in widths:
-            with _quantized(model, names, b, group_size, method, calibration, exclude, options) as new:
+            with _quantized(model, names, b, group_size, method, calibration, linears, options) as new:
                 if len(group) == 1:  # the block as quantized, with whatever else its method changed
                     out.setdefault(group[0], {})[b] = kl()
                     continue
@@ -367,7 +383,7 @@ def quantize_mixed(model: nn.Module, plan: dict, method: str = "gptq", group_siz
         raise ValueError(f"method {method!r} needs calibration data: pass calibration=[batch, ...] (token ids)")
     if calibration is not None:
         calibration = check_batches(calibration, model=model)  # used by every call
-    together = qmethod.needs_calibration and qmethod.prepare is None and qmethod.finish is None
+    together = qmethod.needs_calibration and _per_layer(qmethod)
     linears = [name for name, m in model.named_modules() if type(m) is nn.Linear]
     steps: list[tuple[int | None, list[str]]] = []  # (bits, a run of blocks) or (None, one parent's mixed blocks)
     previous = None  # the width of the run before, None if it cannot be extended
@@ -386,18 +402,14 @@ def quantize_mixed(model: nn.Module, plan: dict, method: str = "gptq", group_siz
     reports = []
     for b, run in steps:
         if b is not None:
-            names = {name for block in run for name in blocks[block]}
-            reports.append(quantize_model(model, bits=b, granularity=PerGroup(group_size), method=method,
-                                          calibration=calibration, exclude=[n for n in linears if n not in names],
-                                          symmetric=_symmetric(b), **options))
+            names = [name for block in run for name in blocks[block]]
+            reports.append(_quantize_only(model, names, b, group_size, method, calibration, linears, options))
             continue
         new = {}
         for width in sorted({plan[block] for block in run}):
             names = [name for block in run if plan[block] == width for name in blocks[block]]
             old = {name: model.get_submodule(name) for name in names}
-            reports.append(quantize_model(model, bits=width, granularity=PerGroup(group_size), method=method,
-                                          calibration=calibration, exclude=[n for n in linears if n not in names],
-                                          symmetric=_symmetric(width), **options))
+            reports.append(_quantize_only(model, names, width, group_size, method, calibration, linears, options))
             new.update({name: replace_module(model, name, old[name]) for name in names})  # float until all are done
         for name, layer in new.items():
             replace_module(model, name, layer)
@@ -412,8 +424,7 @@ def _parents(blocks: dict, plan: dict) -> list[list[str]]:
     groups: list[list[str]] = []
     last = None
     for block in blocks:
-        parents = {block_prefix(name) for name in blocks[block]}
-        parent = parents.pop() if len(parents) == 1 else None
+        parent = _parent(blocks[block])
         if block not in plan:
             last = None
         elif parent is not None and parent == last:

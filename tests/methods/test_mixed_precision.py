@@ -26,6 +26,16 @@ class CharTokenizer:
 
 
 TEXT = "the quick brown fox jumps over the lazy dog, and then it rests in the warm afternoon sun " * 2
+CALIBRATION = [CharTokenizer()(TEXT[i:i + 64], return_tensors="pt")["input_ids"] for i in (0, 64)]  # 2 x (1, 64)
+
+
+def snapshot(model) -> dict:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def unchanged(model, before: dict) -> bool:
+    """Every tensor of the model's state as it was in `before` (a snapshot)."""
+    return all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
 @pytest.fixture(scope="module")
@@ -44,13 +54,12 @@ def test_decoder_blocks_list_each_layer_linears(tiny):
 
 
 def test_sensitivity_is_the_kl_of_that_block_alone_and_leaves_the_model_as_it_was(tiny):
-    before = {k: v.clone() for k, v in tiny.state_dict().items()}
+    before = snapshot(tiny)
     s2 = mp.block_sensitivity(tiny, CharTokenizer(), TEXT, bits=2, group_size=32)
     s8 = mp.block_sensitivity(tiny, CharTokenizer(), TEXT, bits=8, group_size=32)
-    assert all(torch.equal(before[k], v) for k, v in tiny.state_dict().items())
+    assert unchanged(tiny, before)
     assert all(0 <= s8[b] < s2[b] for b in s2)  # fewer bits, more damage
     # the oracle: metrics.kl_divergence on a copy with only block 1 rounded
-    import copy
     q = copy.deepcopy(tiny)
     for name in mp.decoder_blocks(q)["model.layers.1"]:
         layer = q.get_submodule(name)
@@ -73,15 +82,14 @@ def test_several_widths_give_each_width_as_quantize_mixed_rounds_it(tiny):
 
 
 def test_sensitivity_by_gptq_is_the_kl_of_that_block_quantized_by_gptq_alone(tiny):
-    calibration = [CharTokenizer()(TEXT[i:i + 64], return_tensors="pt")["input_ids"] for i in (0, 64)]
-    before = {k: v.clone() for k, v in tiny.state_dict().items()}
+    before = snapshot(tiny)
     table = mp.block_sensitivity(tiny, CharTokenizer(), TEXT, bits=(3, 5), group_size=32, method="gptq",
-                                 calibration=calibration)
-    assert all(torch.equal(before[k], v) for k, v in tiny.state_dict().items())
+                                 calibration=CALIBRATION)
+    assert unchanged(tiny, before)
     assert all(type(m) is torch.nn.Linear for n, m in tiny.named_modules() if "proj" in n)  # put back
     blocks = mp.decoder_blocks(tiny)
     q = copy.deepcopy(tiny)
-    quantize_model(q, bits=3, granularity=PerGroup(32), method="gptq", calibration=calibration,
+    quantize_model(q, bits=3, granularity=PerGroup(32), method="gptq", calibration=CALIBRATION,
                    exclude=blocks["model.layers.0"] + blocks["model.layers.1"])
     expected = kl_divergence(tiny, q, CharTokenizer(), TEXT[:128], window=128, progress=False)
     assert table["model.layers.2"][3] == pytest.approx(expected, rel=1e-5)
@@ -92,18 +100,17 @@ def test_sensitivity_by_gptq_is_the_kl_of_that_block_quantized_by_gptq_alone(tin
 def test_per_linear_gptq_sensitivity_is_each_linear_quantized_by_gptq_alone(tiny):
     """Per-Linear blocks share one GPTQ call per decoder block and width; each number must still be the KL with that
     one Linear quantized alone (the oracle: quantize_model on it, everything else excluded)."""
-    calibration = [CharTokenizer()(TEXT[i:i + 64], return_tensors="pt")["input_ids"] for i in (0, 64)]
     linears = [n for names in mp.decoder_blocks(tiny).values() for n in names]
     per_linear = {name: [name] for name in linears}
-    before = {k: v.clone() for k, v in tiny.state_dict().items()}
+    before = snapshot(tiny)
     table = mp.block_sensitivity(tiny, CharTokenizer(), TEXT, bits=(3, 8), group_size=32, method="gptq",
-                                 calibration=calibration, blocks=per_linear)
+                                 calibration=CALIBRATION, blocks=per_linear)
     assert list(table) == linears
-    assert all(torch.equal(before[k], v) for k, v in tiny.state_dict().items())
+    assert unchanged(tiny, before)
     assert all(type(tiny.get_submodule(n)) is torch.nn.Linear for n in linears)  # put back
     for name, bits in (("model.layers.1.self_attn.v_proj", 3), ("model.layers.2.mlp.down_proj", 8)):
         q = copy.deepcopy(tiny)
-        quantize_model(q, bits=bits, granularity=PerGroup(32), method="gptq", calibration=calibration,
+        quantize_model(q, bits=bits, granularity=PerGroup(32), method="gptq", calibration=CALIBRATION,
                        symmetric=bits >= 6, exclude=[n for n in linears if n != name] + ["lm_head"])
         expected = kl_divergence(tiny, q, CharTokenizer(), TEXT[:128], window=128, progress=False)
         assert table[name][bits] == pytest.approx(expected, rel=1e-5)
@@ -178,7 +185,6 @@ def test_a_budget_finer_than_the_table_still_fits():
 
 
 def test_quantize_mixed_gives_each_block_its_width(tiny):
-    import copy
     q = copy.deepcopy(tiny)
     plan = {"model.layers.0": 5, "model.layers.1": 8, "model.layers.2": 4}
     mp.quantize_mixed(q, plan, method="rtn", group_size=32)
@@ -193,14 +199,13 @@ def test_quantize_mixed_gives_each_block_its_width(tiny):
 def test_quantize_mixed_runs_blocks_in_order_as_one_sequential_pass(tiny):
     # GPTQ calibrates each block on the inputs the blocks before it give once quantized; a plan that goes
     # 4, 8, 4 must give block 1 the inputs of a 4-bit block 0, as quantizing block by block in order does.
-    calibration = [CharTokenizer()(TEXT[i:i + 64], return_tensors="pt")["input_ids"] for i in (0, 64)]
     plan = {"model.layers.0": 4, "model.layers.1": 8, "model.layers.2": 4}
     q = copy.deepcopy(tiny)
-    mp.quantize_mixed(q, plan, method="gptq", group_size=32, calibration=calibration)
+    mp.quantize_mixed(q, plan, method="gptq", group_size=32, calibration=CALIBRATION)
     expected = copy.deepcopy(tiny)
     blocks = mp.decoder_blocks(tiny)
     for block, bits in plan.items():
-        quantize_model(expected, bits=bits, granularity=PerGroup(32), method="gptq", calibration=calibration,
+        quantize_model(expected, bits=bits, granularity=PerGroup(32), method="gptq", calibration=CALIBRATION,
                        symmetric=bits >= 6, exclude=[n for b, ns in blocks.items() if b != block for n in ns])
     for name in (n for ns in blocks.values() for n in ns):
         got, want = q.get_submodule(name), expected.get_submodule(name)
@@ -210,7 +215,6 @@ def test_quantize_mixed_runs_blocks_in_order_as_one_sequential_pass(tiny):
 def test_per_linear_widths_in_one_decoder_block_each_see_what_a_uniform_pass_shows(tiny):
     # down_proj at 8 bits beside 4-bit neighbours must come out as in a block all at 8 bits: calibrated on the
     # block's inputs with its neighbours float (one uniform pass), not on the 4-bit gate/up quantized before it.
-    calibration = [CharTokenizer()(TEXT[i:i + 64], return_tensors="pt")["input_ids"] for i in (0, 64)]
     blocks = mp.decoder_blocks(tiny)
     per_linear = {name: [name] for names in blocks.values() for name in names}
     target = "model.layers.1.mlp.down_proj"
@@ -218,16 +222,16 @@ def test_per_linear_widths_in_one_decoder_block_each_see_what_a_uniform_pass_sho
     for case, eight in (("one", {target}), ("block", set(blocks["model.layers.1"]))):
         models[case] = copy.deepcopy(tiny)
         plan = {name: 8 if name in eight else 4 for name in per_linear}
-        mp.quantize_mixed(models[case], plan, method="gptq", group_size=32, calibration=calibration,
+        mp.quantize_mixed(models[case], plan, method="gptq", group_size=32, calibration=CALIBRATION,
                           blocks=per_linear)
         assert all(models[case].get_submodule(n).bits == plan[n] for n in per_linear)
     got, want = (models[case].get_submodule(target).dequantized_weight() for case in ("one", "block"))
     assert torch.equal(got, want)
     uniform = copy.deepcopy(tiny)  # and a plan at one width is exactly the uniform pass
-    quantize_model(uniform, bits=4, granularity=PerGroup(32), method="gptq", calibration=calibration,
+    quantize_model(uniform, bits=4, granularity=PerGroup(32), method="gptq", calibration=CALIBRATION,
                    exclude=["lm_head"])
     same = copy.deepcopy(tiny)
-    mp.quantize_mixed(same, {n: 4 for n in per_linear}, method="gptq", group_size=32, calibration=calibration,
+    mp.quantize_mixed(same, {n: 4 for n in per_linear}, method="gptq", group_size=32, calibration=CALIBRATION,
                       blocks=per_linear)
     assert all(torch.equal(uniform.get_submodule(n).dequantized_weight(), same.get_submodule(n).dequantized_weight())
                for n in per_linear)
@@ -235,14 +239,13 @@ def test_per_linear_widths_in_one_decoder_block_each_see_what_a_uniform_pass_sho
 
 def test_awq_sensitivity_undoes_its_folds_and_is_the_kl_of_that_block_by_awq_alone(tiny):
     # AWQ folds its scales into the norms before each block: the measurement must put them back
-    calibration = [CharTokenizer()(TEXT[i:i + 64], return_tensors="pt")["input_ids"] for i in (0, 64)]
-    before = {k: v.clone() for k, v in tiny.state_dict().items()}
+    before = snapshot(tiny)
     table = mp.block_sensitivity(tiny, CharTokenizer(), TEXT, bits=(3, 4), group_size=32, method="awq",
-                                 calibration=calibration)
-    assert all(torch.equal(before[k], v) for k, v in tiny.state_dict().items())
+                                 calibration=CALIBRATION)
+    assert unchanged(tiny, before)
     blocks = mp.decoder_blocks(tiny)
     q = copy.deepcopy(tiny)
-    quantize_model(q, bits=4, granularity=PerGroup(32), method="awq", calibration=calibration,
+    quantize_model(q, bits=4, granularity=PerGroup(32), method="awq", calibration=CALIBRATION,
                    exclude=blocks["model.layers.0"] + blocks["model.layers.2"] + ["lm_head"])
     expected = kl_divergence(tiny, q, CharTokenizer(), TEXT[:128], window=128, progress=False)
     assert table["model.layers.1"][4] == pytest.approx(expected, rel=1e-5)
