@@ -232,6 +232,8 @@ def _check_widths(bits) -> list[int]:
         if not bits:
             raise ValueError("bits must be an int or a non-empty tuple of widths, got ()")
         return sorted({check_bits(b) for b in bits})
+    if isinstance(bits, bool) or not isinstance(bits, int):
+        raise TypeError(f"bits must be an int or a tuple of widths such as (4, 5, 8), got {bits!r}")
     return [check_bits(bits)]
 
 

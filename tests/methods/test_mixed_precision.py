@@ -271,9 +271,10 @@ def test_awq_sensitivity_undoes_its_folds_and_is_the_kl_of_that_block_by_awq_alo
     (lambda m: mp.block_sensitivity(m, CharTokenizer(), TEXT, blocks={"head": ["lm_head"]}), ValueError, "tied"),
     (lambda m: mp.block_bytes(m, blocks={"a": "model.layers.0.mlp.up_proj"}), TypeError, "list of Linear names"),
     (lambda m: mp.quantize_mixed(m, {"model.layers.0": 4}, method="gptq"), ValueError, "calibration"),
+    (lambda m: mp.block_sensitivity(m, CharTokenizer(), TEXT, bits={4, 5}), TypeError, "tuple of widths"),
 ], ids=["budget", "nan", "blocks", "plan", "text", "not-linear", "no-widths", "gptq-uncalibrated", "rtn-calibrated",
         "width-unmeasured", "negative", "float-bytes", "listed-twice", "overlapping", "tied", "names-a-string",
-        "mixed-uncalibrated"])
+        "mixed-uncalibrated", "bits-a-set"])
 def test_bad_inputs_are_refused(tiny, call, error, match):
     with pytest.raises(error, match=match):
         call(tiny)
