@@ -23,7 +23,9 @@ About 20 minutes on 2 quiet cores, most of it the capstone's table (210 Linears 
 from __future__ import annotations
 
 import argparse
+import collections
 import copy
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -117,14 +119,12 @@ def capstone(model, tokenizer, calibration, eval_text: str, folder: Path, per_bl
     costs = mp.block_bytes(model, (4, 5, 8), blocks=blocks)
     budget = sum(c[5] for c in costs.values())  # uniform 5 bits (Q5_1)
     plan = mp.allocate_bits(table, costs, budget)
-    ratios = sorted(kl[4] / kl[5] for kl in table.values())
-    ratios_58 = sorted(kl[5] / kl[8] for kl in table.values())
-    counts = {b: sum(1 for v in plan.values() if v == b) for b in (4, 5, 8)}
     print(f"  GPTQ sensitivity of {len(blocks)} {'blocks' if per_block else 'Linears'} x (4, 5, 8) bits in "
-          f"{time.perf_counter() - start:.0f} s; KL(4)/KL(5) median {ratios[len(ratios) // 2]:.1f} "
-          f"(the 4x-per-bit rule says 4), KL(5)/KL(8) median {ratios_58[len(ratios_58) // 2]:.0f} (it says 64); "
-          f"plan {counts} per width")
-    kls = {}
+          f"{time.perf_counter() - start:.0f} s; KL(4)/KL(5) median "
+          f"{statistics.median(kl[4] / kl[5] for kl in table.values()):.1f} (the 4x-per-bit rule says 4), "
+          f"KL(5)/KL(8) median {statistics.median(kl[5] / kl[8] for kl in table.values()):.0f} (it says 64); "
+          f"plan {dict(sorted(collections.Counter(plan.values()).items()))} per width")
+    kls = {"qlearn": {}, "llama.cpp": {}}
     for name, choice in (("uniform 5-bit", {b: 5 for b in blocks}), ("mixed", plan)):
         q = copy.deepcopy(model)
         start = time.perf_counter()
@@ -132,18 +132,16 @@ def capstone(model, tokenizer, calibration, eval_text: str, folder: Path, per_bl
         seconds = time.perf_counter() - start
         used = sum(costs[b][choice[b]] for b in blocks)
         path = export_gguf(q, tokenizer, folder / f"{name.split()[0]}.gguf", type=None)
-        kls[name] = kl_divergence(model, q, tokenizer, eval_text, window=256, progress=False)
-        kls[name, "llama.cpp"] = llama_cpp.kl_divergence(model, path, tokenizer, eval_text, window=256)
+        kls["qlearn"][name] = kl_divergence(model, q, tokenizer, eval_text, window=256, progress=False)
+        kls["llama.cpp"][name] = llama_cpp.kl_divergence(model, path, tokenizer, eval_text, window=256)
         ppl = perplexity(q, tokenizer, eval_text, window=256, progress=False)
-        types = {}
-        for t in gguf.GGUFReader(str(path)).tensors:
-            types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + 1
+        types = dict(collections.Counter(t.tensor_type.name for t in gguf.GGUFReader(str(path)).tensors))
         print(f"  {name:14s} ({seconds:.0f} s) {used:,} linear bytes (budget {budget:,}), file "
-              f"{path.stat().st_size / 2**20:.1f} MiB {types}: KL qlearn {kls[name]:.4f}, llama.cpp "
-              f"{kls[name, 'llama.cpp']:.4f}; perplexity {ppl:.3f}")
+              f"{path.stat().st_size / 2**20:.1f} MiB {types}: KL qlearn {kls['qlearn'][name]:.4f}, llama.cpp "
+              f"{kls['llama.cpp'][name]:.4f}; perplexity {ppl:.3f}")
         del q
-    for where in ("qlearn", "llama.cpp"):
-        mixed, uniform = (kls[n] if where == "qlearn" else kls[n, where] for n in ("mixed", "uniform 5-bit"))
+    for where, kl in kls.items():
+        mixed, uniform = kl["mixed"], kl["uniform 5-bit"]
         print(f"  mixed beats uniform at equal bytes on KL ({where}): {mixed:.4f} vs {uniform:.4f}  "
               f"[{'MET' if mixed < uniform else 'NOT MET'}]")
 
